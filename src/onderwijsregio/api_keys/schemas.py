@@ -1,0 +1,61 @@
+"""API key input and output shapes (contract §1.2, §3.6)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
+
+from onderwijsregio.clock import utc_now
+from onderwijsregio.validation import STRICT_INPUT, Name
+
+PermissionName = Literal["read", "write", "manage"]
+
+
+def _in_future(value: datetime) -> datetime:
+    if value <= utc_now():
+        raise ValueError("expiresAt must lie in the future")
+    return value
+
+
+FutureTime = Annotated[AwareDatetime, AfterValidator(_in_future)]
+
+
+class ApiKeyCreate(BaseModel):
+    model_config = STRICT_INPUT
+
+    name: Name
+    permissions: list[PermissionName] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=3,
+        description="At most the creator's own permissions; left out, the key gets the creator's",
+    )
+    expiresAt: FutureTime | None = None
+
+
+class AdminKeyCreate(BaseModel):
+    """Admin keys hold every permission, so they take no `permissions`."""
+
+    model_config = STRICT_INPUT
+
+    name: Name
+    expiresAt: FutureTime | None = None
+
+
+class ApiKeyOut(BaseModel):
+    id: str
+    name: str
+    scope: Literal["region", "admin"]
+    regionId: str | None
+    permissions: list[PermissionName]
+    prefix: str
+    createdAt: str
+    expiresAt: str | None
+    lastUsedAt: str | None
+    revokedAt: str | None
+
+
+class CreatedApiKey(ApiKeyOut):
+    key: str = Field(description="The full secret. Shown this once; only a hash is stored.")

@@ -1,0 +1,204 @@
+"""The application factory: routes under /api/v2, operations at the root, one error renderer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import swagger_ui_bundle
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
+
+from onderwijsregio import __version__
+from onderwijsregio.api_keys import routes as api_key_routes
+from onderwijsregio.api_keys.usage import KeyUsage
+from onderwijsregio.auth.dependencies import route_access
+from onderwijsregio.config import Settings, get_settings
+from onderwijsregio.context import AppContext
+from onderwijsregio.cursors import CursorCodec
+from onderwijsregio.db import make_engine, make_sessionmaker
+from onderwijsregio.envelope import respond_error
+from onderwijsregio.errors import (
+    ApiError,
+    BadRequest,
+    InvalidJson,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+    issue,
+)
+from onderwijsregio.middleware import API_PREFIX, BodyLimitMiddleware, RequestContextMiddleware
+from onderwijsregio.mutations import routes as mutation_routes
+from onderwijsregio.openapi_docs import describe_access
+from onderwijsregio.operations import routes as operation_routes
+from onderwijsregio.ratelimit import RateLimiter
+from onderwijsregio.regions import routes as region_routes
+
+TAGS = [
+    {"name": "Auth", "description": "Candidate verification codes and sessions (§3.5)."},
+    {"name": "Regions", "description": "Your region, and its API keys (§3.6)."},
+    {
+        "name": "Admin",
+        "description": "Platform administration with an admin key: regions, admin keys, queue.",
+    },
+    {"name": "Schema", "description": "The JSON Schema of this region's candidate payload (§3.1)."},
+    {"name": "Candidates", "description": "People interested in working in education (§3.2)."},
+    {"name": "Interactions", "description": "Contact moments with a candidate (§3.3)."},
+    {"name": "Attachments", "description": "CVs and other documents (§3.4)."},
+    {"name": "Webhooks", "description": "Signing secrets, event subscriptions and the event feed (§3.7)."},
+    {"name": "Mutations", "description": "Accepted writes and their outcome (§2)."},
+    {"name": "Sandbox", "description": "The separate sandbox data set (§3.8)."},
+    {"name": "Operations", "description": "Health, readiness and this reference (§3.9)."},
+]
+DESCRIPTION = """
+The Onderwijsregio API v2: candidates, interactions and CVs of Dutch education regions.
+
+* Every answer is an envelope: `{ statusCode, message, data, meta: { sandboxEnabled, requestId } }`;
+  errors add `error: { code, issues? }`.
+* Authenticate with `x-api-key`. Admin keys act on a region's data with `x-region-id`.
+* Sandbox: the same paths under `/api/sandbox/...`, or `x-api-sandbox: true`.
+* Lists are cursor-paged: follow `meta.cursor` until it is `null`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="Onderwijsregio API v2",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=_lifespan(settings),
+    )
+    api_routers = (
+        region_routes.router,
+        region_routes.admin_router,
+        api_key_routes.router,
+        api_key_routes.admin_router,
+        mutation_routes.admin_router,
+    )
+    for router in api_routers:
+        app.include_router(router, prefix=API_PREFIX)
+    app.include_router(operation_routes.router)
+    app.mount(
+        operation_routes.DOCS_ASSETS,
+        StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+        name="docs-assets",
+    )
+    _install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(RequestContextMiddleware)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _lifespan(settings: Settings) -> Any:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url, hide_parameters=True)
+        context = AppContext(
+            settings=settings,
+            engine=engine,
+            sessions=make_sessionmaker(engine),
+            limiter=RateLimiter(settings.rate_limit_storage),
+            cursors=CursorCodec(settings.cursor_secret()),
+            key_usage=KeyUsage(),
+        )
+        app.state.context = context
+        flusher = asyncio.create_task(context.key_usage.flush_forever(context.sessions))
+        try:
+            yield
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            await context.key_usage.flush(context.sessions)
+            await engine.dispose()
+
+    return lifespan
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return respond_error(request, exc)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        return respond_error(request, _from_http_exception(exc))
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return respond_error(request, _from_validation_error(request, exc))
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+
+
+def _from_http_exception(exc: StarletteHTTPException) -> ApiError:
+    if exc.status_code == 404:
+        return NotFound("No such route")
+    if exc.status_code == 405:
+        return MethodNotAllowed(headers=dict(exc.headers or {}))
+    if exc.status_code == 413:
+        return PayloadTooLarge(str(exc.detail))
+    error = ApiError(str(exc.detail))
+    error.status_code, error.code = (
+        exc.status_code,
+        "bad_request" if exc.status_code < 500 else "internal_error",
+    )
+    return error
+
+
+def _from_validation_error(request: Request, exc: RequestValidationError) -> ApiError:
+    errors = list(exc.errors())
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return InvalidJson()
+    in_body = [e for e in errors if e["loc"] and e["loc"][0] == "body"]
+    if in_body and not _is_json(request):
+        return UnsupportedMediaType()
+    issues = [
+        issue([str(p) for p in e["loc"][1:]] or [str(e["loc"][0])], e["type"], e["msg"]) for e in in_body
+    ]
+    if in_body:
+        return ValidationFailed(issues=issues)
+    elsewhere = [issue([str(p) for p in e["loc"]], e["type"], e["msg"]) for e in errors]
+    names = ", ".join(str(e["loc"][-1]) for e in errors)
+    return BadRequest(f"Invalid query parameter or header: {names}", issues=elsewhere)
+
+
+def _is_json(request: Request) -> bool:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return content_type == "application/json" or (
+        content_type.startswith("application/") and content_type.endswith("+json")
+    )
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is None:
+        document = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+            tags=app.openapi_tags,
+        )
+        for route in app.routes:
+            if isinstance(route, APIRoute) and route.include_in_schema:
+                describe_access(document, route, route_access(route))
+        app.openapi_schema = document
+    return app.openapi_schema

@@ -1,0 +1,198 @@
+"""Authentication declared per route (contract §1.2): every route names one of these.
+
+- `PublicAccess`: no credentials (operations routes only).
+- `AdminAccess`: an admin key.
+- `RegionAccess(permission, platform=...)`: a region key, or an admin key with `x-region-id`
+  (the admin override, audited). `platform=True` marks routes that are the same in live and
+  sandbox mode (regions, api-keys) and answer `sandboxEnabled: false`.
+
+A guard test walks the route table and fails for any route that declares none of them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request, Security
+from fastapi.routing import APIRoute
+from fastapi.security import APIKeyHeader
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from onderwijsregio.auth import service
+from onderwijsregio.auth.schemas import KeyRecord, Permission, Principal, RegionContext
+from onderwijsregio.context import AppContext, app_context
+from onderwijsregio.dependencies import DbSession
+from onderwijsregio.envelope import request_state
+from onderwijsregio.errors import BadRequest, Forbidden, NotFound, RateLimited, Unauthorized
+from onderwijsregio.ids import has_shape
+from onderwijsregio.ratelimit import Bucket
+from onderwijsregio.regions.models import Region
+from onderwijsregio.regions.service import DEFAULT_KEY_BURST, DEFAULT_KEY_RATE
+from onderwijsregio.scope import Scope
+
+API_KEY_HEADER = APIKeyHeader(
+    name="x-api-key", scheme_name="ApiKey", auto_error=False, description="A region key or an admin key."
+)
+LEGACY_KEY_HEADER = APIKeyHeader(
+    name="api-key",
+    scheme_name="LegacyApiKey",
+    auto_error=False,
+    description="Deprecated alias of x-api-key; answers carry `Deprecation: true`.",
+)
+DEPRECATION_WARNING = "The api-key header is deprecated; use x-api-key."
+# Keys are never taken from a URL (they would end up in logs and browser histories).
+_KEY_QUERY_NAMES = frozenset({"api-key", "x-api-key", "apikey", "api_key", "apiKey", "key"})
+
+
+class PublicAccess:
+    """No credentials: the route is on the explicit public list."""
+
+    async def __call__(self) -> None:
+        return None
+
+
+class AdminAccess:
+    async def __call__(
+        self,
+        request: Request,
+        session: DbSession,
+        context: Annotated[AppContext, Depends(app_context)],
+        x_api_key: Annotated[str | None, Security(API_KEY_HEADER)] = None,
+        legacy_key: Annotated[str | None, Security(LEGACY_KEY_HEADER)] = None,
+    ) -> Principal:
+        request_state(request)["platform_route"] = True
+        record = await _authenticate(request, session, context, x_api_key, legacy_key)
+        principal = record.principal
+        await _rate_limit(request, context, [_key_bucket(principal.key_id, None)])
+        if not principal.is_admin:
+            raise Forbidden("This route needs an admin key")
+        return principal
+
+
+class RegionAccess:
+    def __init__(self, permission: Permission | None, *, platform: bool = False) -> None:
+        self.permission = permission
+        self.platform = platform
+
+    async def __call__(
+        self,
+        request: Request,
+        session: DbSession,
+        context: Annotated[AppContext, Depends(app_context)],
+        x_api_key: Annotated[str | None, Security(API_KEY_HEADER)] = None,
+        legacy_key: Annotated[str | None, Security(LEGACY_KEY_HEADER)] = None,
+        x_region_id: Annotated[
+            str | None,
+            Header(alias="x-region-id", description="Admin keys only: the region to act for (audited)."),
+        ] = None,
+    ) -> RegionContext:
+        state = request_state(request)
+        state["platform_route"] = self.platform
+        record = await _authenticate(request, session, context, x_api_key, legacy_key)
+        principal = record.principal
+        if principal.is_admin:
+            await _rate_limit(request, context, [_key_bucket(principal.key_id, None)])
+            region = await _override_region(request, session, context, principal, x_region_id)
+        else:
+            assert record.region is not None
+            region = record.region
+            await _rate_limit(request, context, _region_buckets(principal.key_id, region))
+            if x_region_id is not None and x_region_id != region.id:
+                raise Forbidden("A region key acts only for its own region")
+        state["region_id"] = region.id
+        if self.permission is not None and self.permission not in principal.permissions:
+            raise Forbidden(f"This key lacks the '{self.permission}' permission")
+        sandbox = bool(state.get("sandbox")) and not self.platform
+        return RegionContext(principal, region, Scope(region.id, sandbox), via_override=principal.is_admin)
+
+
+async def _authenticate(
+    request: Request,
+    session: AsyncSession,
+    context: AppContext,
+    x_api_key: str | None,
+    legacy_key: str | None,
+) -> KeyRecord:
+    if _KEY_QUERY_NAMES.intersection(request.query_params.keys()):
+        raise Unauthorized()
+    presented = x_api_key
+    if presented is None and legacy_key is not None:
+        presented = legacy_key
+        state = request_state(request)
+        state["deprecated_header"] = True
+        state.setdefault("warnings", []).append(DEPRECATION_WARNING)
+    if not presented:
+        raise Unauthorized()
+    record = await service.find_key(session, presented.strip())
+    context.key_usage.note(record.principal.key_id)
+    request_state(request)["key_id"] = record.principal.key_id
+    return record
+
+
+async def _override_region(
+    request: Request,
+    session: AsyncSession,
+    context: AppContext,
+    principal: Principal,
+    region_id: str | None,
+) -> Region:
+    if not region_id:
+        raise BadRequest("An admin key acts on region data only with the x-region-id header")
+    region = await session.get(Region, region_id) if has_shape(region_id, "reg") else None
+    if region is None:
+        raise NotFound("No region with the id given in x-region-id")
+    route = request.scope.get("route")
+    template = getattr(route, "path", request.url.path)
+    await service.record_override(context.sessions, principal.key_id, region.id, request.method, template)
+    return region
+
+
+def _key_bucket(key_id: str, region: Region | None) -> Bucket:
+    if region is None:
+        return Bucket(f"key:{key_id}", DEFAULT_KEY_RATE, DEFAULT_KEY_BURST)
+    return Bucket(f"key:{key_id}", region.key_requests_per_second, region.key_burst)
+
+
+def _region_buckets(key_id: str, region: Region) -> list[Bucket]:
+    return [
+        Bucket(f"region:{region.id}", region.requests_per_second, region.burst),
+        _key_bucket(key_id, region),
+    ]
+
+
+async def _rate_limit(request: Request, context: AppContext, buckets: list[Bucket]) -> None:
+    decision = await context.limiter.hit(buckets)
+    request_state(request)["rate_limit"] = decision
+    if not decision.allowed:
+        raise RateLimited(
+            "Too many requests; retry after the number of seconds in Retry-After",
+            headers={"retry-after": str(decision.reset_seconds)},
+        )
+
+
+AccessDeclaration = PublicAccess | AdminAccess | RegionAccess
+
+
+def route_access(route: APIRoute) -> AccessDeclaration | None:
+    """The access a route declares (searched through its dependency tree), or None."""
+    pending = list(route.dependant.dependencies)
+    while pending:
+        dependant = pending.pop()
+        if isinstance(dependant.call, AccessDeclaration):
+            return dependant.call
+        pending.extend(dependant.dependencies)
+    return None
+
+
+# The declarations routes use.
+Public = PublicAccess()
+Admin = AdminAccess()
+RegionRead = RegionAccess(Permission.read)
+RegionWrite = RegionAccess(Permission.write)
+RegionManage = RegionAccess(Permission.manage)
+RegionAnyKey = RegionAccess(None, platform=True)
+RegionManagePlatform = RegionAccess(Permission.manage, platform=True)
+
+AdminPrincipal = Annotated[Principal, Depends(Admin)]
+AnyRegionKey = Annotated[RegionContext, Depends(RegionAnyKey)]
+ManagingRegionKey = Annotated[RegionContext, Depends(RegionManagePlatform)]

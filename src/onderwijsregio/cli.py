@@ -1,0 +1,162 @@
+"""The `onderwijsregio` command (contract §4): serve, worker, migrate, admin create-key/create-region."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import uvicorn
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from onderwijsregio.api_keys import service as api_key_service
+from onderwijsregio.auth.schemas import ALL_PERMISSIONS
+from onderwijsregio.config import Settings, get_settings
+from onderwijsregio.db import make_engine, make_sessionmaker
+from onderwijsregio.logs import configure_logging
+from onderwijsregio.migrate import apply_migrations, startup_lock
+from onderwijsregio.regions import service as region_service
+from onderwijsregio.regions.schemas import RegionCreate
+
+log = logging.getLogger("onderwijsregio")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = get_settings()
+    configure_logging(settings.env)
+    result: int = args.run(settings, args)
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="onderwijsregio", description="Onderwijsregio API v2 server")
+    commands = parser.add_subparsers(required=True, metavar="command")
+
+    serve = commands.add_parser("serve", help="apply migrations, then serve the API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--no-worker", action="store_true", help="serve only; run `onderwijsregio worker` apart"
+    )
+    serve.set_defaults(run=_serve)
+
+    worker = commands.add_parser("worker", help="a standalone mutation worker")
+    worker.set_defaults(run=_worker)
+
+    migrate = commands.add_parser("migrate", help="apply migrations and exit")
+    migrate.set_defaults(run=_migrate)
+
+    admin = commands.add_parser("admin", help="administration").add_subparsers(
+        required=True, metavar="action"
+    )
+    create_key = admin.add_parser("create-key", help="create an admin key; prints only the key")
+    create_key.add_argument("--name", required=True)
+    create_key.set_defaults(run=_create_admin_key)
+    create_region = admin.add_parser(
+        "create-region", help="create a region; prints its id, then a region key"
+    )
+    create_region.add_argument("--name", required=True)
+    create_region.set_defaults(run=_create_region)
+    return parser
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    asyncio.run(_prepare_for_serving(settings))
+    from onderwijsregio.app import create_app
+
+    app = create_app(settings)
+    uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_config=None, proxy_headers=False)
+    return 0
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    log.error("the mutation engine is not part of this build yet; `worker` has nothing to run")
+    return 2
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    async def run() -> None:
+        engine = make_engine(settings.database_url)
+        try:
+            await _migrated(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    log.info("migrations applied")
+    return 0
+
+
+def _create_admin_key(settings: Settings, args: argparse.Namespace) -> int:
+    async def run() -> str:
+        engine = make_engine(settings.database_url)
+        try:
+            await _migrated(engine)
+            async with make_sessionmaker(engine)() as session, session.begin():
+                _key, secret = await api_key_service.create_admin_key(session, args.name)
+                return secret
+        finally:
+            await engine.dispose()
+
+    print(asyncio.run(run()))
+    return 0
+
+
+def _create_region(settings: Settings, args: argparse.Namespace) -> int:
+    async def run() -> tuple[str, str]:
+        engine = make_engine(settings.database_url)
+        try:
+            await _migrated(engine)
+            async with make_sessionmaker(engine)() as session, session.begin():
+                region = await region_service.create_region(session, RegionCreate(name=args.name))
+                _key, secret = await api_key_service.create_region_key_for(
+                    session, region.id, "initial key", ALL_PERMISSIONS
+                )
+                return region.id, secret
+        finally:
+            await engine.dispose()
+
+    region_id, secret = asyncio.run(run())
+    print(region_id)
+    print(secret)
+    return 0
+
+
+async def _migrated(engine: AsyncEngine) -> None:
+    async with startup_lock(engine):
+        await apply_migrations(engine)
+
+
+async def _prepare_for_serving(settings: Settings) -> None:
+    """Migrations, then a first admin key when none is active: both under the start-up lock."""
+    engine = make_engine(settings.database_url)
+    try:
+        async with startup_lock(engine):
+            await apply_migrations(engine)
+            async with make_sessionmaker(engine)() as session, session.begin():
+                if await api_key_service.has_active_admin_key(session):
+                    return
+                _key, secret = await api_key_service.create_admin_key(session, "initial admin key")
+                path = _write_secret_file(settings.var_dir / "initial-admin-key", secret)
+        # The key itself never goes to a log: only where to find it.
+        log.warning("no active admin key existed; created one and wrote it to %s (mode 0600)", path)
+    finally:
+        await engine.dispose()
+
+
+def _write_secret_file(path: Path, secret: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret + "\n")
+    return path.resolve()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,22 @@
+"""Request-wide dependencies: the request owns its transaction (services never commit)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from onderwijsregio.context import app_context
+
+
+async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One transaction per request: committed when the route returns, rolled back when it raises."""
+    async with app_context(request).sessions() as session, session.begin():
+        yield session
+
+
+# `scope="function"`: the transaction ends (commits) before the answer is sent, so a client that
+# reads right after a 200/201 sees what it wrote.
+DbSession = Annotated[AsyncSession, Depends(db_session, scope="function")]

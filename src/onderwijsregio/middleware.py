@@ -1,0 +1,192 @@
+"""ASGI middleware: request ids, sandbox mode, body limits, response headers, access logs.
+
+Plain ASGI rather than Starlette's BaseHTTPMiddleware: nothing is buffered, and a 413 can be sent
+while the client is still uploading.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import time
+from typing import Any
+
+import orjson
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from onderwijsregio.envelope import error_body, request_state
+from onderwijsregio.errors import InternalError, PayloadTooLarge
+
+access_log = logging.getLogger("onderwijsregio.access")
+error_log = logging.getLogger("onderwijsregio.errors")
+
+API_PREFIX = "/api/v2"
+SANDBOX_PREFIX = "/api/sandbox"
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+MIB = 1024 * 1024
+DEFAULT_BODY_LIMIT = 1 * MIB
+ATTACHMENT_BODY_LIMIT = 40 * MIB
+# Routes whose bodies may carry base64 attachments (contract §1.4).
+_ATTACHMENT_ROUTES = re.compile(r"^/api/v2/candidates(/upsert|/[^/]+/attachments)?/?$")
+_LARGE_BODIES_AT_ONCE = 4
+
+
+class RequestContextMiddleware:
+    """Outermost layer: every answer gets an x-request-id, and nothing unhandled leaves un-enveloped."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = request_state(Request(scope))
+        state["request_id"] = _request_id(scope)
+        state["sandbox"] = _resolve_sandbox(scope)
+        started = time.perf_counter()
+        response: dict[str, Any] = {"status": 500, "started": False}
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                response.update(status=message["status"], started=True)
+                message["headers"] = list(message.get("headers", [])) + _extra_headers(state)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            # The type and place go to the log (no values: SQL parameters are hidden by the engine);
+            # the client learns nothing internal.
+            error_log.exception("unhandled error", extra={"request_id": state["request_id"]})
+            if not response["started"]:
+                await _send_envelope(scope, send_with_headers, InternalError())
+        finally:
+            _log_access(scope, state, response["status"], started)
+
+
+class BodyLimitMiddleware:
+    """Refuses oversize bodies with 413 before or while they stream in, never after buffering them."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._large_bodies = asyncio.Semaphore(_LARGE_BODIES_AT_ONCE)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            await self.app(scope, receive, send)
+            return
+        limit = ATTACHMENT_BODY_LIMIT if _ATTACHMENT_ROUTES.match(scope["path"]) else DEFAULT_BODY_LIMIT
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            await _send_envelope(scope, send, _too_large(limit))
+            return
+        limited = _limited_receive(receive, limit)
+        if declared is not None and declared <= DEFAULT_BODY_LIMIT:
+            await self.app(scope, limited, send)
+            return
+        # Large (or undeclared) bodies are parsed a few at a time, bounding memory.
+        async with self._large_bodies:
+            await self.app(scope, limited, send)
+
+
+def _limited_receive(receive: Receive, limit: int) -> Receive:
+    received = 0
+
+    async def wrapped() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                # An HTTPException passes through FastAPI's body reader unchanged (other errors
+                # there become a 400); the exception handler renders it as payload_too_large.
+                raise StarletteHTTPException(413, _too_large(limit).message)
+        return message
+
+    return wrapped
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"The request body is larger than {limit // MIB} MiB")
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def _header(scope: Scope, wanted: bytes) -> str | None:
+    for name, value in scope["headers"]:
+        if name == wanted:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _request_id(scope: Scope) -> str:
+    offered = _header(scope, b"x-request-id")
+    if offered and _SANE_REQUEST_ID.match(offered):
+        return offered
+    return f"req_{secrets.token_hex(12)}"
+
+
+def _resolve_sandbox(scope: Scope) -> bool:
+    """`/api/sandbox/...` and `x-api-sandbox: true` are one mode (contract §1): both land on /api/v2."""
+    path: str = scope["path"]
+    if path == SANDBOX_PREFIX or path.startswith(SANDBOX_PREFIX + "/"):
+        scope["path"] = API_PREFIX + path[len(SANDBOX_PREFIX) :]
+        scope["raw_path"] = scope["path"].encode()
+        return True
+    return (_header(scope, b"x-api-sandbox") or "").strip().lower() == "true"
+
+
+def _extra_headers(state: dict[str, Any]) -> list[tuple[bytes, bytes]]:
+    headers = [(b"x-request-id", state["request_id"].encode())]
+    limit = state.get("rate_limit")
+    if limit is not None:
+        headers += [
+            (b"ratelimit-limit", str(limit.limit).encode()),
+            (b"ratelimit-remaining", str(limit.remaining).encode()),
+            (b"ratelimit-reset", str(limit.reset_seconds).encode()),
+        ]
+    if state.get("deprecated_header"):
+        headers.append((b"deprecation", b"true"))
+    return headers
+
+
+async def _send_envelope(scope: Scope, send: Send, error: Any) -> None:
+    body = orjson.dumps(error_body(Request(scope), error))
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+    ]
+    if isinstance(error, PayloadTooLarge):
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _log_access(scope: Scope, state: dict[str, Any], status: int, started: float) -> None:
+    # Path only: query strings can hold e-mail addresses or keys, and bodies and headers are never logged.
+    access_log.info(
+        "request",
+        extra={
+            "request_id": state.get("request_id"),
+            "method": scope.get("method"),
+            "path": scope.get("path"),
+            "status": status,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "region_id": state.get("region_id"),
+        },
+    )

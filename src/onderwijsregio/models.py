@@ -1,0 +1,12 @@
+"""Every table, imported in one place so migrations and guard tests see the whole schema."""
+
+from __future__ import annotations
+
+from onderwijsregio.api_keys.models import ApiKey
+from onderwijsregio.auth.models import AdminOverride
+from onderwijsregio.db import Base
+from onderwijsregio.mutations.models import Mutation
+from onderwijsregio.regions.models import Region
+
+metadata = Base.metadata
+__all__ = ["AdminOverride", "ApiKey", "Mutation", "Region", "metadata"]

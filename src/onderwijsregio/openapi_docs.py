@@ -1,0 +1,62 @@
+"""OpenAPI helpers: documented error answers, and the per-operation access notes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from onderwijsregio.auth.dependencies import AdminAccess, PublicAccess, RegionAccess
+from onderwijsregio.envelope import ErrorEnvelope
+
+_ERRORS = {
+    400: "A query parameter, header or the JSON is wrong (`bad_request`, `invalid_json`, `invalid_cursor`)",
+    401: "Missing, malformed, unknown, expired or revoked credentials (`unauthorized`); one body for all",
+    403: "The credential may not do this (`forbidden`)",
+    404: "Not found in this region and mode (`not_found`)",
+    405: "Method not allowed (`method_not_allowed`); the `Allow` header lists the methods",
+    409: "Conflict (`conflict`)",
+    413: "The body is too large (`payload_too_large`)",
+    415: "The body is not JSON (`unsupported_media_type`)",
+    422: "The body is invalid (`validation_failed`, with `issues`)",
+    429: "Rate limited (`rate_limited`); wait `Retry-After` seconds",
+    503: "Temporarily unavailable (`service_unavailable`)",
+}
+
+RATE_LIMIT_HEADERS = {
+    "RateLimit-Limit": {"description": "Size of the tighter bucket", "schema": {"type": "integer"}},
+    "RateLimit-Remaining": {"description": "Requests left in it", "schema": {"type": "integer"}},
+    "RateLimit-Reset": {"description": "Seconds until it is full again", "schema": {"type": "integer"}},
+}
+COMMON_HEADERS = {
+    "x-request-id": {"description": "Also in meta.requestId", "schema": {"type": "string"}},
+    "Cache-Control": {"description": "no-store", "schema": {"type": "string"}},
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        headers: dict[str, Any] = dict(COMMON_HEADERS)
+        if status == 429:
+            headers["Retry-After"] = {"description": "Seconds to wait", "schema": {"type": "integer"}}
+        if status == 405:
+            headers["Allow"] = {"description": "The methods this path takes", "schema": {"type": "string"}}
+        responses[status] = {"model": ErrorEnvelope, "description": _ERRORS[status], "headers": headers}
+    return responses
+
+
+def describe_access(document: dict[str, Any], route: Any, access: Any) -> None:
+    """Make each operation's access explicit: `security: []` when public, else who may call it."""
+    for method in route.methods:
+        operation = document["paths"][route.path_format][method.lower()]
+        if isinstance(access, PublicAccess) or access is None:
+            operation["security"] = []
+            note = "Access: public."
+        elif isinstance(access, AdminAccess):
+            note = "Access: an admin key."
+        else:
+            assert isinstance(access, RegionAccess)
+            needed = f" with the `{access.permission}` permission" if access.permission else ""
+            mode = " Same in live and sandbox mode." if access.platform else " Live or sandbox data."
+            note = f"Access: a region key{needed}, or an admin key with `x-region-id`.{mode}"
+        operation["x-access"] = note
+        operation["description"] = f"{note}\n\n{operation.get('description', '')}".strip()

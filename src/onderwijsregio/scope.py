@@ -1,0 +1,43 @@
+"""Tenancy as a value: the (region, sandbox) every region-data query is confined to.
+
+Every region-data model inherits `RegionScoped`, so its first two columns are `region_id` and
+`sandbox` and its keys and indexes lead with them; `scoped()` is the one place that applies a
+scope to a query. The guard tests check both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Boolean, ForeignKey, Select, String
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    region_id: str
+    sandbox: bool
+
+
+class RegionScoped:
+    """Mixin for every table that holds a region's data (live or sandbox)."""
+
+    @declared_attr
+    def region_id(cls) -> Mapped[str]:
+        return mapped_column(
+            String(40),
+            ForeignKey("regions.id", ondelete="CASCADE"),
+            primary_key=False,
+            nullable=False,
+            sort_order=-100,
+        )
+
+    @declared_attr
+    def sandbox(cls) -> Mapped[bool]:
+        return mapped_column(Boolean, nullable=False, sort_order=-99)
+
+
+def scoped(statement: Select[Any], model: type[RegionScoped], scope: Scope) -> Select[Any]:
+    """Confine a query on a region-data model to one region and one mode."""
+    return statement.where(model.region_id == scope.region_id, model.sandbox == scope.sandbox)
