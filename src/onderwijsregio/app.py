@@ -11,7 +11,7 @@ import swagger_ui_bundle
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -37,7 +37,7 @@ from onderwijsregio.errors import (
     ValidationFailed,
     issue,
 )
-from onderwijsregio.middleware import API_PREFIX, BodyLimitMiddleware, RequestContextMiddleware
+from onderwijsregio.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from onderwijsregio.mutations import routes as mutation_routes
 from onderwijsregio.openapi_docs import describe_access
 from onderwijsregio.operations import routes as operation_routes
@@ -91,7 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         mutation_routes.admin_router,
     )
     for router in api_routers:
-        app.include_router(router, prefix=API_PREFIX)
+        app.include_router(router)
     app.include_router(operation_routes.router)
     app.mount(
         operation_routes.DOCS_ASSETS,
@@ -197,8 +197,14 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             routes=app.routes,
             tags=app.openapi_tags,
         )
-        for route in app.routes:
-            if isinstance(route, APIRoute) and route.include_in_schema:
+        for route in api_routes(app):
+            if route.include_in_schema:
                 describe_access(document, route, route_access(route))
         app.openapi_schema = document
     return app.openapi_schema
+
+
+def api_routes(app: FastAPI) -> list[APIRoute]:
+    """Every API route, looking through included routers."""
+    contexts = iter_route_contexts(app.routes)
+    return [context.original_route for context in contexts if isinstance(context.original_route, APIRoute)]

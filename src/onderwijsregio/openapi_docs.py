@@ -59,4 +59,23 @@ def describe_access(document: dict[str, Any], route: Any, access: Any) -> None:
             mode = " Same in live and sandbox mode." if access.platform else " Live or sandbox data."
             note = f"Access: a region key{needed}, or an admin key with `x-region-id`.{mode}"
         operation["x-access"] = note
+        _document_headers(operation, public=isinstance(access, PublicAccess) or access is None)
         operation["description"] = f"{note}\n\n{operation.get('description', '')}".strip()
+
+
+DEPRECATION_HEADER = {
+    "Deprecation": {
+        "description": "`true` when the deprecated api-key header was used",
+        "schema": {"type": "string"},
+    }
+}
+
+
+def _document_headers(operation: dict[str, Any], *, public: bool) -> None:
+    """Every answer carries x-request-id; answers to keyed calls carry the rate-limit headers too."""
+    for response in operation.get("responses", {}).values():
+        headers = response.setdefault("headers", {})
+        headers.update({name: spec for name, spec in COMMON_HEADERS.items() if name not in headers})
+        if not public:
+            headers.update(RATE_LIMIT_HEADERS)
+            headers.update(DEPRECATION_HEADER)

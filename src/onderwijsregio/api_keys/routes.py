@@ -13,11 +13,12 @@ from onderwijsregio.auth.dependencies import AdminPrincipal, ManagingRegionKey
 from onderwijsregio.context import AppContext, app_context
 from onderwijsregio.dependencies import DbSession
 from onderwijsregio.envelope import Envelope, respond, respond_page
+from onderwijsregio.middleware import API_PREFIX
 from onderwijsregio.openapi_docs import error_responses
 from onderwijsregio.pagination import PageRequest, page_request
 
-router = APIRouter(tags=["Regions"])
-admin_router = APIRouter(tags=["Admin"])
+router = APIRouter(prefix=API_PREFIX, tags=["Regions"])
+admin_router = APIRouter(prefix=API_PREFIX, tags=["Admin"])
 Context = Annotated[AppContext, Depends(app_context)]
 Paging = Annotated[PageRequest, Depends(page_request)]
 

@@ -11,13 +11,14 @@ from onderwijsregio.auth.dependencies import AdminPrincipal, AnyRegionKey
 from onderwijsregio.context import AppContext, app_context
 from onderwijsregio.dependencies import DbSession
 from onderwijsregio.envelope import Envelope, respond, respond_page
+from onderwijsregio.middleware import API_PREFIX
 from onderwijsregio.openapi_docs import error_responses
 from onderwijsregio.pagination import PageRequest, page_request
 from onderwijsregio.regions import service
 from onderwijsregio.regions.schemas import RegionCreate, RegionOut, RegionPatch
 
-router = APIRouter(tags=["Regions"])
-admin_router = APIRouter(tags=["Admin"])
+router = APIRouter(prefix=API_PREFIX, tags=["Regions"])
+admin_router = APIRouter(prefix=API_PREFIX, tags=["Admin"])
 
 
 @router.get(

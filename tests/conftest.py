@@ -1,0 +1,155 @@
+"""Shared fixtures: a real database (SQLite file or PostgreSQL), the app in-process, fresh tenants.
+
+ONDERWIJSREGIO_TEST_BACKEND=sqlite (default) or postgresql chooses the engine; the README's test
+command runs the suite once on each. PostgreSQL uses ONDERWIJSREGIO_TEST_POSTGRES_URL (default: the
+`test` database on 127.0.0.1:5432), whose public schema is reset at the start of the run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from onderwijsregio.api_keys import service as api_key_service
+from onderwijsregio.app import create_app
+from onderwijsregio.config import Settings
+from onderwijsregio.db import make_engine
+from onderwijsregio.migrate import apply_migrations, startup_lock
+from tests.scope_guard import ScopeGuard
+
+BACKEND = os.environ.get("ONDERWIJSREGIO_TEST_BACKEND", "sqlite")
+POSTGRES_URL = os.environ.get(
+    "ONDERWIJSREGIO_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+API = "/api/v2"
+
+
+@pytest.fixture(scope="session")
+def var_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("var")
+
+
+@pytest.fixture(scope="session")
+def database_url(var_dir: Path) -> str:
+    if BACKEND == "postgresql":
+        return POSTGRES_URL
+    assert BACKEND == "sqlite", f"unknown ONDERWIJSREGIO_TEST_BACKEND {BACKEND!r}"
+    return f"sqlite+aiosqlite:///{var_dir / 'test.db'}"
+
+
+async def reset_database(url: str) -> None:
+    """An empty schema, then every migration: each run starts from what a fresh install has."""
+    engine = make_engine(url)
+    try:
+        if engine.dialect.name == "postgresql":
+            async with engine.begin() as connection:
+                await connection.execute(text("DROP SCHEMA public CASCADE"))
+                await connection.execute(text("CREATE SCHEMA public"))
+        async with startup_lock(engine):
+            await apply_migrations(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, var_dir: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        var_dir=var_dir,
+        secret_key="test-secret-key-for-cursors",
+        rate_limit_storage="memory://",
+        env="production",
+    )
+
+
+@pytest.fixture(scope="session")
+async def migrated(database_url: str) -> str:
+    await reset_database(database_url)
+    return database_url
+
+
+@pytest.fixture(scope="session")
+def scope_guard() -> ScopeGuard:
+    return ScopeGuard()
+
+
+@pytest.fixture(scope="session")
+async def app(migrated: str, settings: Settings, scope_guard: ScopeGuard) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        scope_guard.watch(application.state.context.engine)
+        yield application
+    scope_guard.assert_clean()
+
+
+@pytest.fixture(scope="session")
+def sessions(app: FastAPI) -> async_sessionmaker[AsyncSession]:
+    factory: async_sessionmaker[AsyncSession] = app.state.context.sessions
+    return factory
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+async def admin_key(sessions: async_sessionmaker[AsyncSession]) -> str:
+    """A fresh admin key per test, so one test's requests never use up another's rate limit."""
+    async with sessions() as session, session.begin():
+        _key, secret = await api_key_service.create_admin_key(session, "test admin")
+    return secret
+
+
+@dataclass
+class Tenant:
+    region: dict[str, Any]
+    key: str
+    key_data: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return str(self.region["id"])
+
+    def headers(self, **extra: str) -> dict[str, str]:
+        return {"x-api-key": self.key, **extra}
+
+
+@pytest.fixture
+def make_tenant(client: httpx.AsyncClient, admin_key: str) -> Any:
+    async def make(**region_fields: Any) -> Tenant:
+        body = {"name": "Regio Test", **region_fields}
+        created = await client.post(f"{API}/regions", json=body, headers={"x-api-key": admin_key})
+        assert created.status_code == 201, created.text
+        region = created.json()["data"]
+        key = await client.post(
+            f"{API}/api-keys",
+            json={"name": "test key"},
+            headers={"x-api-key": admin_key, "x-region-id": region["id"]},
+        )
+        assert key.status_code == 201, key.text
+        return Tenant(region, key.json()["data"]["key"], key.json()["data"])
+
+    return make
+
+
+@pytest.fixture
+async def tenant(make_tenant: Any) -> Tenant:
+    result: Tenant = await make_tenant()
+    return result
+
+
+def engine_of(app: FastAPI) -> AsyncEngine:
+    engine: AsyncEngine = app.state.context.engine
+    return engine
