@@ -127,9 +127,12 @@ async def test_unhandled_error_is_500_without_internals(settings: Settings) -> N
     async def boom() -> None:
         raise RuntimeError("SELECT secret FROM /srv/app/db.py WHERE email='jan@example.org'")
 
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
-            response = await http.get("/boom")
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://t") as http,
+    ):
+        response = await http.get("/boom")
     assert_error(response, 500, "internal_error")
     for leak in ("SELECT", "/srv", "jan@example.org", "Traceback", "RuntimeError"):
         assert leak not in response.text

@@ -11,8 +11,8 @@ from starlette.responses import Response
 from onderwijsregio.auth.dependencies import AdminPrincipal
 from onderwijsregio.dependencies import DbSession
 from onderwijsregio.envelope import Envelope, respond
-from onderwijsregio.mutations import service
 from onderwijsregio.middleware import API_PREFIX
+from onderwijsregio.mutations import service
 from onderwijsregio.openapi_docs import error_responses
 
 admin_router = APIRouter(prefix=API_PREFIX, tags=["Admin"])
