@@ -1,0 +1,87 @@
+"""Guards over the whole code base: every route declares its access; region data is always scoped."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from onderwijsregio.app import api_routes
+from onderwijsregio.auth.dependencies import AdminAccess, PublicAccess, RegionAccess, route_access
+from onderwijsregio.models import metadata
+from onderwijsregio.mutations.models import Mutation
+from onderwijsregio.scope import Scope, scoped
+from tests.scope_guard import ScopeGuard, region_data_tables
+
+# The only routes anyone may call without credentials (contract §3.9).
+PUBLIC_ROUTES = {("GET", "/health"), ("GET", "/health/ready"), ("GET", "/openapi.json"), ("GET", "/docs")}
+# Platform routes: region keys, but the same in live and sandbox mode (contract §1).
+PLATFORM_PREFIXES = ("/api/v2/regions", "/api/v2/api-keys")
+# Tables of platform configuration rather than region data.
+PLATFORM_TABLES = {"regions", "api_keys", "admin_overrides", "alembic_version"}
+
+
+def test_every_route_declares_its_access(app: FastAPI) -> None:
+    routes = api_routes(app)
+    assert len(routes) >= 15
+    undeclared, public = [], set()
+    for route in routes:
+        access = route_access(route)
+        for method in route.methods:
+            if access is None:
+                undeclared.append(f"{method} {route.path}")
+            elif isinstance(access, PublicAccess):
+                public.add((method, route.path))
+    assert not undeclared, f"routes without an access declaration: {undeclared}"
+    assert public == PUBLIC_ROUTES
+
+
+def test_admin_and_platform_routes_are_declared_as_such(app: FastAPI) -> None:
+    for route in api_routes(app):
+        access = route_access(route)
+        if route.path.startswith(("/api/v2/admin/", "/api/v2/regions/{")) or route.path == "/api/v2/regions":
+            assert isinstance(access, AdminAccess), route.path
+        elif route.path.startswith(PLATFORM_PREFIXES):
+            assert isinstance(access, RegionAccess), route.path
+            assert access.platform, f"{route.path} is platform configuration; it must not be sandboxed"
+        elif route.path.startswith("/api/v2/"):
+            assert isinstance(access, RegionAccess), route.path
+            assert not access.platform, route.path
+
+
+def test_openapi_marks_every_operation_with_security(app: FastAPI) -> None:
+    document = app.openapi()
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            assert "security" in operation, f"{method.upper()} {path}"
+            is_public = (method.upper(), path) in PUBLIC_ROUTES
+            assert (operation["security"] == []) == is_public, f"{method.upper()} {path}"
+            assert operation.get("summary"), f"{method.upper()} {path} has no summary"
+
+
+def test_region_data_tables_lead_keys_and_indexes_with_the_scope() -> None:
+    region_tables = set(region_data_tables())
+    assert "mutations" in region_tables
+    for table in metadata.sorted_tables:
+        if table.name in PLATFORM_TABLES:
+            continue
+        assert table.name in region_tables, f"{table.name}: first columns must be region_id, sandbox"
+        assert [c.name for c in table.primary_key.columns][:2] == ["region_id", "sandbox"], table.name
+        for index in table.indexes:
+            assert [c.name for c in index.columns][:2] == ["region_id", "sandbox"], index.name
+
+
+async def test_scope_guard_catches_an_unscoped_query(
+    sessions: async_sessionmaker[AsyncSession], scope_guard: ScopeGuard
+) -> None:
+    """The run-time guard is real: a query on region data without the scope fails the suite."""
+    async with sessions() as session:
+        await session.execute(
+            scoped(select(Mutation), Mutation, Scope("reg_01ZZZZZZZZZZZZZZZZZZZZZZZZ", True))
+        )
+        checked = scope_guard.checked
+        with pytest.raises(AssertionError, match="unscoped query on region data"):
+            await session.execute(select(Mutation).where(Mutation.status == "queued"))
+    assert scope_guard.checked == checked + 1
+    scope_guard.violations.pop()  # this one was on purpose

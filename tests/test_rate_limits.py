@@ -1,0 +1,86 @@
+"""Rate limits per key and per region, in memory and in Redis (contract §1.4)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import httpx
+
+from onderwijsregio.app import create_app
+from onderwijsregio.config import Settings
+from tests.conftest import API, Tenant
+from tests.test_envelope import assert_error
+
+REDIS_URL = os.environ.get("ONDERWIJSREGIO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+TIGHT = {"requestsPerSecond": 1, "burst": 3, "keyRequestsPerSecond": 1, "keyBurst": 3}
+
+
+async def test_every_keyed_answer_carries_rate_limit_headers(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    answers = [
+        await client.get(f"{API}/regions/me", headers=tenant.headers()),
+        await client.delete(f"{API}/api-keys/key_01ZZZZZZZZZZZZZZZZZZZZZZZZ", headers=tenant.headers()),
+        await client.post(f"{API}/api-keys", json={}, headers=tenant.headers()),
+    ]
+    assert [a.status_code for a in answers] == [200, 404, 422]
+    for answer in answers:
+        assert (
+            answer.headers["ratelimit-limit"] == "40"
+        )  # the key bucket (40) is tighter than the region's (100)
+        assert int(answer.headers["ratelimit-remaining"]) < 40
+        assert int(answer.headers["ratelimit-reset"]) >= 0
+
+
+async def test_key_bucket_refuses_past_its_burst(client: httpx.AsyncClient, make_tenant: Any) -> None:
+    tenant: Tenant = await make_tenant(rateLimit={"keyRequestsPerSecond": 1, "keyBurst": 3})
+    remaining = []
+    for _ in range(3):
+        response = await client.get(f"{API}/regions/me", headers=tenant.headers())
+        assert response.status_code == 200
+        remaining.append(int(response.headers["ratelimit-remaining"]))
+    assert remaining == sorted(remaining, reverse=True)
+    refused = await client.get(f"{API}/regions/me", headers=tenant.headers())
+    assert_error(refused, 429, "rate_limited")
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.headers["ratelimit-remaining"] == "0"
+
+
+async def test_region_bucket_counts_all_its_keys(client: httpx.AsyncClient, make_tenant: Any) -> None:
+    tenant: Tenant = await make_tenant(rateLimit={"requestsPerSecond": 1, "burst": 4})
+    # The tenant fixture used none of the region's bucket (the admin created its key); a second key:
+    second = await client.post(f"{API}/api-keys", json={"name": "second"}, headers=tenant.headers())
+    other = {"x-api-key": second.json()["data"]["key"]}
+    statuses = [
+        (await client.get(f"{API}/regions/me", headers=headers)).status_code
+        for headers in (tenant.headers(), other, tenant.headers(), other)
+    ]
+    assert statuses == [200, 200, 200, 429]  # the fifth request of the region, the key creation included
+
+
+async def test_one_region_over_its_limit_leaves_others_alone(
+    client: httpx.AsyncClient, make_tenant: Any
+) -> None:
+    busy: Tenant = await make_tenant(rateLimit=TIGHT)
+    calm: Tenant = await make_tenant()
+    for _ in range(4):
+        await client.get(f"{API}/regions/me", headers=busy.headers())
+    assert (await client.get(f"{API}/regions/me", headers=busy.headers())).status_code == 429
+    assert (await client.get(f"{API}/regions/me", headers=calm.headers())).status_code == 200
+
+
+async def test_redis_shares_the_limit_between_processes(
+    settings: Settings, migrated: str, make_tenant: Any
+) -> None:
+    """Two app instances (as two server processes would be) count against one Redis bucket."""
+    tenant: Tenant = await make_tenant(rateLimit=TIGHT)
+    shared = settings.model_copy(update={"rate_limit_storage": REDIS_URL})
+    first, second = create_app(shared), create_app(shared)
+    statuses = []
+    async with first.router.lifespan_context(first), second.router.lifespan_context(second):
+        for index in range(4):
+            app = first if index % 2 == 0 else second
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+                statuses.append((await http.get(f"{API}/regions/me", headers=tenant.headers())).status_code)
+    assert statuses == [200, 200, 200, 429]
