@@ -28,7 +28,7 @@ def test_every_route_declares_its_access(app: FastAPI) -> None:
     undeclared, public = [], set()
     for route in routes:
         access = route_access(route)
-        for method in route.methods:
+        for method in route.methods or ():
             if access is None:
                 undeclared.append(f"{method} {route.path}")
             elif isinstance(access, PublicAccess):
