@@ -7,7 +7,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-import swagger_ui_bundle
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -95,7 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(operation_routes.router)
     app.mount(
         operation_routes.DOCS_ASSETS,
-        StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+        StaticFiles(directory=operation_routes.docs_assets()),
         name="docs-assets",
     )
     _install_error_handlers(app)

@@ -23,7 +23,13 @@ FutureTime = Annotated[AwareDatetime, AfterValidator(_in_future)]
 
 
 class ApiKeyCreate(BaseModel):
-    model_config = STRICT_INPUT
+    model_config = STRICT_INPUT | {
+        "json_schema_extra": {
+            "examples": [
+                {"name": "Website form", "permissions": ["write"], "expiresAt": "2027-12-31T23:00:00Z"}
+            ]
+        }
+    }
 
     name: Name
     permissions: list[PermissionName] | None = Field(
@@ -38,7 +44,7 @@ class ApiKeyCreate(BaseModel):
 class AdminKeyCreate(BaseModel):
     """Admin keys hold every permission, so they take no `permissions`."""
 
-    model_config = STRICT_INPUT
+    model_config = STRICT_INPUT | {"json_schema_extra": {"examples": [{"name": "Operations team"}]}}
 
     name: Name
     expiresAt: FutureTime | None = None

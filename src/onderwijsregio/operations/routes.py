@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from importlib import resources
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -24,6 +25,13 @@ from onderwijsregio.openapi_docs import error_responses
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["Operations"], dependencies=[Depends(Public)])
 DOCS_ASSETS = "/docs/assets"
+
+
+def docs_assets() -> str:
+    """Swagger UI's files as shipped in the fastapi-swagger package (a current release, OpenAPI 3.1)."""
+    return str(resources.files("fastapi_swagger") / "resources")
+
+
 # A queue whose oldest waiting mutation is older than the engine's longest stall is not healthy.
 MAX_QUEUE_LAG = timedelta(minutes=10)
 
@@ -86,5 +94,5 @@ async def docs() -> HTMLResponse:
         swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
         swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
         swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
-        swagger_ui_parameters={"docExpansion": "none", "tryItOutEnabled": False},
+        swagger_ui_parameters={"docExpansion": "list", "validatorUrl": None},
     )

@@ -119,7 +119,32 @@ def _unique_keys(fields: list[CustomFieldDefinition] | None) -> None:
 
 
 class RegionCreate(BaseModel):
-    model_config = STRICT_INPUT
+    model_config = STRICT_INPUT | {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "name": "Onderwijsregio Utrecht",
+                    "customFields": [
+                        {
+                            "key": "favoriteSubject",
+                            "label": "Favoriete vak",
+                            "type": "string",
+                            "required": False,
+                        },
+                        {
+                            "key": "schoolType",
+                            "label": "Schooltype",
+                            "type": "select",
+                            "options": ["po", "vo", "mbo"],
+                            "required": True,
+                        },
+                    ],
+                    "rateLimit": {"requestsPerSecond": 50, "burst": 100},
+                    "allowedOrigins": ["https://werkenin.example.nl"],
+                }
+            ]
+        }
+    }
 
     name: Name
     customFields: CustomFields = Field(default_factory=list)
@@ -137,7 +162,11 @@ class RegionCreate(BaseModel):
 class RegionPatch(BaseModel):
     """Patch semantics: what is left out stays; `customFields` replaces the whole list."""
 
-    model_config = STRICT_INPUT
+    model_config = STRICT_INPUT | {
+        "json_schema_extra": {
+            "examples": [{"name": "Onderwijsregio Utrecht e.o.", "maxQueuedMutations": 50000}]
+        }
+    }
 
     name: Name | None = None
     customFields: CustomFields | None = None

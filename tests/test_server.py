@@ -1,0 +1,188 @@
+"""The command line and a served process, black-box (contract §4, §1.1, §1.4)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import stat
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+from onderwijsregio.api_keys import tokens
+from tests.live import environment, fresh_database, run_cli, serve
+
+API = "/api/v2"
+
+
+def test_admin_commands_print_exactly_what_the_contract_says(tmp_path: Path) -> None:
+    with fresh_database(tmp_path) as database:
+        env = environment(database)
+        key = run_cli(["admin", "create-key", "--name", "ops"], tmp_path, env)
+        assert key.returncode == 0, key.stderr
+        assert key.stdout.count("\n") == 1
+        assert tokens.is_well_formed(key.stdout.strip())
+        assert key.stdout.strip() not in key.stderr
+        region = run_cli(["admin", "create-region", "--name", "Regio Zuid"], tmp_path, env)
+        assert region.returncode == 0, region.stderr
+        region_id, region_key = region.stdout.splitlines()
+        assert region_id.startswith("reg_") and tokens.is_well_formed(region_key)
+        with serve(tmp_path, env) as server:
+            mine = httpx.get(f"{server.url}{API}/regions/me", headers={"x-api-key": region_key})
+            assert mine.json()["data"] == {**mine.json()["data"], "id": region_id, "name": "Regio Zuid"}
+            regions = httpx.get(f"{server.url}{API}/regions", headers={"x-api-key": key.stdout.strip()})
+            assert regions.status_code == 200
+
+
+def test_serve_creates_the_first_admin_key_in_a_private_file(tmp_path: Path) -> None:
+    with fresh_database(tmp_path) as database, serve(tmp_path, environment(database)) as server:
+        key_file = tmp_path / "var" / "initial-admin-key"
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        key = key_file.read_text().strip()
+        assert httpx.get(f"{server.url}{API}/regions", headers={"x-api-key": key}).status_code == 200
+        log = server.log()
+        assert str(key_file.resolve()) in log
+        assert key not in log and tokens.display_prefix(key) not in log
+        secret_file = tmp_path / "var" / "secret-key"
+        assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+
+
+def test_a_second_serve_keeps_the_existing_admin_key(tmp_path: Path) -> None:
+    with fresh_database(tmp_path) as database:
+        env = environment(database)
+        existing = run_cli(["admin", "create-key", "--name", "ops"], tmp_path, env).stdout.strip()
+        with serve(tmp_path, env):
+            assert not (tmp_path / "var" / "initial-admin-key").exists()
+        assert tokens.is_well_formed(existing)
+
+
+def test_many_processes_may_migrate_and_start_at_once(tmp_path: Path) -> None:
+    with fresh_database(tmp_path) as database:
+        env = environment(database)
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda _: run_cli(["migrate"], tmp_path, env), range(4)))
+        assert [r.returncode for r in results] == [0, 0, 0, 0], [r.stderr[-800:] for r in results]
+        first, second = tmp_path / "a", tmp_path / "b"
+        first.mkdir()
+        second.mkdir()
+        with serve(first, env) as one, serve(second, env) as two:
+            keys = [p / "var" / "initial-admin-key" for p in (first, second)]
+            written = [k for k in keys if k.exists()]
+            assert len(written) == 1, "exactly one process creates the first admin key"
+            admin = {"x-api-key": written[0].read_text().strip()}
+            listed = httpx.get(f"{one.url}{API}/admin/api-keys", headers=admin).json()["data"]
+            assert len(listed) == 1
+            assert httpx.get(f"{two.url}{API}/regions", headers=admin).status_code == 200
+
+
+def test_cursor_secret_is_generated_once_and_shared(tmp_path: Path) -> None:
+    """Two processes in one working directory sign cursors with the one generated secret."""
+    with fresh_database(tmp_path) as database:
+        env = environment(database)
+        admin = {"x-api-key": run_cli(["admin", "create-key", "--name", "ops"], tmp_path, env).stdout.strip()}
+        for name in ("Een", "Twee", "Drie"):
+            run_cli(["admin", "create-region", "--name", name], tmp_path, env)
+        with serve(tmp_path, env) as one, serve(tmp_path, env) as two:
+            page = httpx.get(f"{one.url}{API}/regions", params={"pageSize": 1}, headers=admin).json()
+            following = httpx.get(
+                f"{two.url}{API}/regions",
+                params={"pageSize": 1, "cursor": page["meta"]["cursor"]},
+                headers=admin,
+            )
+            assert following.status_code == 200, following.text
+            assert following.json()["data"][0]["id"] != page["data"][0]["id"]
+
+
+def raw_exchange(url: str, head: bytes, body_chunks: list[bytes]) -> bytes:
+    """Send a request over a socket; stop sending as soon as an answer arrives; return the answer."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(head)
+        sock.settimeout(0.05)
+        answer = b""
+        for chunk in body_chunks:
+            with contextlib.suppress(TimeoutError, BlockingIOError):
+                answer += sock.recv(65536)
+            if answer:
+                break
+            try:
+                sock.sendall(chunk)
+            except OSError:
+                break
+        sock.settimeout(10)
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            piece = sock.recv(65536)
+            if not piece:
+                break
+            answer += piece
+        return answer
+
+
+def test_oversize_bodies_are_refused_without_reading_them(tmp_path: Path) -> None:
+    with fresh_database(tmp_path) as database, serve(tmp_path, environment(database)) as server:
+        key = (tmp_path / "var" / "initial-admin-key").read_text().strip()
+        megabyte = b"x" * (1024 * 1024)
+        declared = (
+            f"POST {API}/regions HTTP/1.1\r\nHost: t\r\nx-api-key: {key}\r\n"
+            f"content-type: application/json\r\ncontent-length: {100 * len(megabyte)}\r\n\r\n"
+        ).encode()
+        answer = raw_exchange(server.url, declared, [megabyte] * 100)
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+        assert b'"code":"payload_too_large"' in answer
+        chunked_head = (
+            f"POST {API}/regions HTTP/1.1\r\nHost: t\r\nx-api-key: {key}\r\n"
+            "content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+        ).encode()
+        chunk = f"{len(megabyte):x}\r\n".encode() + megabyte + b"\r\n"
+        answer = raw_exchange(server.url, chunked_head, [chunk] * 100)
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+        assert b'"code":"payload_too_large"' in answer
+        # a body under the limit is read and judged on its content
+        small = httpx.post(f"{server.url}{API}/regions", json={"name": "Klein"}, headers={"x-api-key": key})
+        assert small.status_code == 201
+
+
+def test_attachment_routes_take_bodies_over_one_mebibyte(tmp_path: Path) -> None:
+    """§1.4: up to 40 MiB where base64 attachments may come; the size check alone lets 2 MiB through."""
+    with fresh_database(tmp_path) as database, serve(tmp_path, environment(database)) as server:
+        body = b'{"filler": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+        response = httpx.post(
+            f"{server.url}{API}/candidates/upsert", content=body, headers={"content-type": "application/json"}
+        )
+        assert response.status_code != 413
+        too_big = httpx.post(
+            f"{server.url}{API}/regions", content=body, headers={"content-type": "application/json"}
+        )
+        assert too_big.status_code == 413
+
+
+def test_access_log_holds_no_query_strings_keys_or_bodies(tmp_path: Path) -> None:
+    with fresh_database(tmp_path) as database, serve(tmp_path, environment(database)) as server:
+        key = (tmp_path / "var" / "initial-admin-key").read_text().strip()
+        httpx.get(
+            f"{server.url}{API}/regions",
+            params={"email": "jan.jansen@example.org"},
+            headers={"x-api-key": key},
+        )
+        httpx.post(
+            f"{server.url}{API}/regions", json={"name": "Geheime Regio Naam"}, headers={"api-key": key}
+        )
+        httpx.get(f"{server.url}{API}/regions", params={"api-key": key})
+        log = server.log()
+        assert '"path":"/api/v2/regions"' in log
+        for secret in (
+            "jan.jansen@example.org",
+            "jan.jansen",
+            key,
+            tokens.display_prefix(key),
+            "Geheime Regio",
+        ):
+            assert secret not in log, secret
+
+
+def test_worker_command_exists_and_says_what_it_lacks(tmp_path: Path) -> None:
+    result = run_cli(["worker"], tmp_path, environment(f"sqlite+aiosqlite:///{tmp_path / 'w.db'}"))
+    assert result.returncode == 2
+    assert "mutation engine" in result.stderr
