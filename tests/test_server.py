@@ -47,6 +47,7 @@ def test_serve_creates_the_first_admin_key_in_a_private_file(tmp_path: Path) -> 
         assert key not in log and tokens.display_prefix(key) not in log
         secret_file = tmp_path / "var" / "secret-key"
         assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+        assert stat.S_IMODE((tmp_path / "var").stat().st_mode) == 0o700
 
 
 def test_a_second_serve_keeps_the_existing_admin_key(tmp_path: Path) -> None:

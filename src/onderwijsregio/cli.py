@@ -29,6 +29,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = get_settings()
     configure_logging(settings.env)
+    # var/ holds the default database, key files and secrets: only this user may look inside.
+    settings.var_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     result: int = args.run(settings, args)
     return result
 
