@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, JsonValue
 
 from onderwijsregio.clock import utc_now
 from onderwijsregio.validation import STRICT_INPUT, Name
@@ -50,7 +50,23 @@ class AdminKeyCreate(BaseModel):
     expiresAt: FutureTime | None = None
 
 
+EXAMPLE_KEY: dict[str, JsonValue] = {
+    "id": "key_01JQ3Z6W6V0F5K3T9X2B7C4D8E",
+    "name": "Website form",
+    "scope": "region",
+    "regionId": "reg_01JQ3Z6W6V0F5K3T9X2B7C4D8E",
+    "permissions": ["write"],
+    "prefix": "oreg_3kTq9ZbW",
+    "createdAt": "2026-03-24T10:15:00.000Z",
+    "expiresAt": None,
+    "lastUsedAt": "2026-03-25T08:00:00.000Z",
+    "revokedAt": None,
+}
+
+
 class ApiKeyOut(BaseModel):
+    model_config = {"json_schema_extra": {"examples": [EXAMPLE_KEY]}}
+
     id: str
     name: str
     scope: Literal["region", "admin"]
@@ -64,4 +80,12 @@ class ApiKeyOut(BaseModel):
 
 
 class CreatedApiKey(ApiKeyOut):
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {**EXAMPLE_KEY, "key": "oreg_3kTq9ZbW…(the whole secret, shown once)", "lastUsedAt": None}
+            ]
+        }
+    }
+
     key: str = Field(description="The full secret. Shown this once; only a hash is stored.")

@@ -187,6 +187,36 @@ class RegionPatch(BaseModel):
 
 
 class RegionOut(BaseModel):
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "id": "reg_01JQ3Z6W6V0F5K3T9X2B7C4D8E",
+                    "name": "Onderwijsregio Utrecht",
+                    "customFields": [
+                        {
+                            "key": "favoriteSubject",
+                            "label": "Favoriete vak",
+                            "type": "string",
+                            "required": False,
+                        }
+                    ],
+                    "rateLimit": {
+                        "requestsPerSecond": 50,
+                        "burst": 100,
+                        "keyRequestsPerSecond": 20,
+                        "keyBurst": 40,
+                    },
+                    "maxQueuedMutations": 100000,
+                    "selfServiceFields": ["phone", "privacyConsent", "motivation"],
+                    "allowedOrigins": ["https://werkenin.example.nl"],
+                    "createdAt": "2026-03-24T10:15:00.000Z",
+                    "updatedAt": "2026-03-24T10:15:00.000Z",
+                }
+            ]
+        }
+    }
+
     id: str
     name: str
     customFields: list[CustomFieldDefinition]
