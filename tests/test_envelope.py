@@ -60,10 +60,16 @@ async def test_unknown_route_in_sandbox_mode_says_so(client: httpx.AsyncClient) 
     assert response.json()["meta"]["sandboxEnabled"] is True
 
 
-async def test_wrong_method_is_405_with_allow(client: httpx.AsyncClient, tenant: Tenant) -> None:
-    response = await client.put(f"{API}/regions/me", headers=tenant.headers(), json={})
-    assert_error(response, 405, "method_not_allowed")
-    assert response.headers["allow"] == "GET"
+async def test_wrong_method_is_405_with_every_allowed_method(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    for path, allowed in (("/regions", "GET, POST"), ("/api-keys", "GET, POST"), ("/admin/queue", "GET")):
+        response = await client.put(f"{API}{path}", headers=tenant.headers(), json={})
+        assert_error(response, 405, "method_not_allowed")
+        assert response.headers["allow"] == allowed
+    root = await client.post("/health")
+    assert_error(root, 405, "method_not_allowed")
+    assert root.headers["allow"] == "GET"
 
 
 async def test_malformed_json_is_400_invalid_json(client: httpx.AsyncClient, admin_key: str) -> None:

@@ -84,3 +84,18 @@ async def test_redis_shares_the_limit_between_processes(
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
                 statuses.append((await http.get(f"{API}/regions/me", headers=tenant.headers())).status_code)
     assert statuses == [200, 200, 200, 429]
+
+
+async def test_a_key_over_its_own_limit_leaves_its_region_alone(
+    client: httpx.AsyncClient, make_tenant: Any
+) -> None:
+    tenant: Tenant = await make_tenant(
+        rateLimit={"requestsPerSecond": 5, "burst": 10, "keyRequestsPerSecond": 1, "keyBurst": 2}
+    )
+    admin_made = await client.post(f"{API}/api-keys", json={"name": "other"}, headers=tenant.headers())
+    other = {"x-api-key": admin_made.json()["data"]["key"]}
+    statuses = [
+        (await client.get(f"{API}/regions/me", headers=tenant.headers())).status_code for _ in range(10)
+    ]
+    assert statuses.count(429) == 9  # the key creation and one read used its burst of 2
+    assert (await client.get(f"{API}/regions/me", headers=other)).status_code == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -186,3 +187,30 @@ async def test_tampered_or_foreign_cursors_are_400(
     # a region-list cursor means nothing to the key list
     response = await client.get(f"{API}/api-keys", params={"cursor": cursor}, headers=tenant.headers())
     assert_error(response, 400, "invalid_cursor")
+
+
+async def test_odd_cursors_are_400_not_500(client: httpx.AsyncClient, admin_key: str) -> None:
+    for bad in ("abc.é", "x" * 5000, "ä" * 10):
+        response = await client.get(f"{API}/regions", params={"cursor": bad}, headers=admin(admin_key))
+        assert_error(response, 400, "invalid_cursor")
+
+
+async def test_concurrent_changes_to_a_region_are_all_kept(
+    client: httpx.AsyncClient, admin_key: str, tenant: Tenant, sessions: Any
+) -> None:
+    from sqlalchemy import select
+
+    from onderwijsregio.regions.models import Region
+
+    async def version() -> int:
+        async with sessions() as session:
+            found: int = await session.scalar(select(Region.version).where(Region.id == tenant.id))
+            return found
+
+    before = await version()
+    changes = [{"name": f"Regio {n}"} for n in range(8)]
+    answers = await asyncio.gather(
+        *(client.patch(f"{API}/regions/{tenant.id}", json=body, headers=admin(admin_key)) for body in changes)
+    )
+    assert [a.status_code for a in answers] == [200] * 8
+    assert await version() == before + 8

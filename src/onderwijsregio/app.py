@@ -112,6 +112,7 @@ def _lifespan(settings: Settings) -> Any:
             settings=settings,
             engine=engine,
             sessions=make_sessionmaker(engine),
+            write_sessions=make_sessionmaker(engine, write=True),
             limiter=RateLimiter(settings.rate_limit_storage),
             cursors=CursorCodec(settings.cursor_secret()),
             key_usage=KeyUsage(),
@@ -137,6 +138,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 405:
+            allowed = ", ".join(_methods_of_path(app, request.scope["path"]))
+            return respond_error(request, MethodNotAllowed(headers={"allow": allowed}))
         return respond_error(request, _from_http_exception(exc))
 
     async def validation_error(request: Request, exc: Exception) -> Response:
@@ -151,8 +155,6 @@ def _install_error_handlers(app: FastAPI) -> None:
 def _from_http_exception(exc: StarletteHTTPException) -> ApiError:
     if exc.status_code == 404:
         return NotFound("No such route")
-    if exc.status_code == 405:
-        return MethodNotAllowed(headers=dict(exc.headers or {}))
     if exc.status_code == 413:
         return PayloadTooLarge(str(exc.detail))
     error = ApiError(str(exc.detail))
@@ -201,6 +203,12 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 describe_access(document, route, route_access(route))
         app.openapi_schema = document
     return app.openapi_schema
+
+
+def _methods_of_path(app: FastAPI, path: str) -> list[str]:
+    """Every method any route takes at this path (Starlette names only the first matching route's)."""
+    methods = {m for route in api_routes(app) if route.path_regex.match(path) for m in route.methods or ()}
+    return sorted(methods)
 
 
 def api_routes(app: FastAPI) -> list[APIRoute]:

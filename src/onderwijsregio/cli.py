@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import uvicorn
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from onderwijsregio.api_keys import service as api_key_service
+from onderwijsregio.api_keys.service import NewKey
 from onderwijsregio.auth.schemas import ALL_PERMISSIONS
-from onderwijsregio.config import Settings, get_settings
+from onderwijsregio.config import Settings, ensure_private_dir, get_settings
 from onderwijsregio.db import make_engine, make_sessionmaker
 from onderwijsregio.logs import configure_logging
 from onderwijsregio.migrate import apply_migrations, startup_lock
@@ -29,8 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = get_settings()
     configure_logging(settings.env)
-    # var/ holds the default database, key files and secrets: only this user may look inside.
-    settings.var_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ensure_private_dir(settings.var_dir)
     result: int = args.run(settings, args)
     return result
 
@@ -83,11 +84,8 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> None:
-        engine = make_engine(settings.database_url)
-        try:
-            await _migrated(engine)
-        finally:
-            await engine.dispose()
+        async with _migrated_database(settings):
+            pass
 
     asyncio.run(run())
     log.info("migrations applied")
@@ -96,14 +94,9 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 def _create_admin_key(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> str:
-        engine = make_engine(settings.database_url)
-        try:
-            await _migrated(engine)
-            async with make_sessionmaker(engine)() as session, session.begin():
-                _key, secret = await api_key_service.create_admin_key(session, args.name)
-                return secret
-        finally:
-            await engine.dispose()
+        async with _migrated_database(settings) as sessions, sessions() as session, session.begin():
+            _key, secret = await api_key_service.create_admin_key(session, args.name)
+            return secret
 
     print(asyncio.run(run()))
     return 0
@@ -111,17 +104,11 @@ def _create_admin_key(settings: Settings, args: argparse.Namespace) -> int:
 
 def _create_region(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> tuple[str, str]:
-        engine = make_engine(settings.database_url)
-        try:
-            await _migrated(engine)
-            async with make_sessionmaker(engine)() as session, session.begin():
-                region = await region_service.create_region(session, RegionCreate(name=args.name))
-                _key, secret = await api_key_service.create_region_key_for(
-                    session, region.id, "initial key", ALL_PERMISSIONS
-                )
-                return region.id, secret
-        finally:
-            await engine.dispose()
+        async with _migrated_database(settings) as sessions, sessions() as session, session.begin():
+            region = await region_service.create_region(session, RegionCreate(name=args.name))
+            new_key = NewKey("region", region.id, "initial key", ALL_PERMISSIONS)
+            _key, secret = await api_key_service.issue_key(session, new_key)
+            return region.id, secret
 
     region_id, secret = asyncio.run(run())
     print(region_id)
@@ -129,26 +116,29 @@ def _create_region(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _migrated(engine: AsyncEngine) -> None:
-    async with startup_lock(engine):
-        await apply_migrations(engine)
+@contextlib.asynccontextmanager
+async def _migrated_database(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """The database, migrated; the start-up lock stays held while the caller works (short jobs only)."""
+    engine = make_engine(settings.database_url, hide_parameters=True)
+    try:
+        async with startup_lock(engine):
+            await apply_migrations(engine)
+            yield make_sessionmaker(engine)
+    finally:
+        await engine.dispose()
 
 
 async def _prepare_for_serving(settings: Settings) -> None:
     """Migrations, then a first admin key when none is active: both under the start-up lock."""
-    engine = make_engine(settings.database_url)
-    try:
-        async with startup_lock(engine):
-            await apply_migrations(engine)
-            async with make_sessionmaker(engine)() as session, session.begin():
-                if await api_key_service.has_active_admin_key(session):
-                    return
-                _key, secret = await api_key_service.create_admin_key(session, "initial admin key")
-                path = _write_secret_file(settings.var_dir / "initial-admin-key", secret)
-        # The key itself never goes to a log: only where to find it.
-        log.warning("no active admin key existed; created one and wrote it to %s (mode 0600)", path)
-    finally:
-        await engine.dispose()
+    async with _migrated_database(settings) as sessions:
+        async with sessions() as session, session.begin():
+            if await api_key_service.has_active_admin_key(session):
+                return
+            _key, secret = await api_key_service.create_admin_key(session, "initial admin key")
+        # Written once the key is committed, still under the lock: the file never holds a dead key.
+        path = _write_secret_file(settings.var_dir / "initial-admin-key", secret)
+    # The key itself never goes to a log: only where to find it.
+    log.warning("no active admin key existed; created one and wrote it to %s (mode 0600)", path)
 
 
 def _write_secret_file(path: Path, secret: str) -> Path:

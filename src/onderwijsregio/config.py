@@ -39,10 +39,6 @@ class Settings(BaseSettings):
             raise ValueError("use sqlite+aiosqlite:// or postgresql+asyncpg://")
         return value
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
     def cursor_secret(self) -> bytes:
         """The cursor-signing secret: the configured one, else one generated once into var/."""
         if self.secret_key:
@@ -50,9 +46,15 @@ class Settings(BaseSettings):
         return _secret_from_file(self.var_dir / "secret-key")
 
 
+def ensure_private_dir(path: Path) -> None:
+    """var/ holds the default database, key files and secrets: only the service's user may look inside."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+
+
 def _secret_from_file(path: Path) -> bytes:
     """Read var/secret-key, creating it (mode 0600) on first use; a race between processes keeps one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(path.parent)
     if not path.exists():
         # Written to a private temporary file, then linked into place: a concurrent reader never sees
         # a half-written secret, and of two racing processes exactly one link wins.

@@ -17,7 +17,8 @@ from onderwijsregio.ratelimit import RateLimiter
 class AppContext:
     settings: Settings
     engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
+    sessions: async_sessionmaker[AsyncSession]  # for reading
+    write_sessions: async_sessionmaker[AsyncSession]  # for transactions that change data
     limiter: RateLimiter
     cursors: CursorCodec
     key_usage: KeyUsage

@@ -11,6 +11,8 @@ import orjson
 
 from onderwijsregio.errors import InvalidCursor
 
+MAX_CURSOR_LENGTH = 2000
+
 
 class CursorCodec:
     def __init__(self, secret: bytes) -> None:
@@ -22,8 +24,10 @@ class CursorCodec:
         return f"{payload.decode()}.{self._sign(payload)}"
 
     def decode(self, listing: str, cursor: str) -> list[Any]:
+        if len(cursor) > MAX_CURSOR_LENGTH or not cursor.isascii():
+            raise InvalidCursor()
         payload, _, signature = cursor.partition(".")
-        if not payload or not hmac.compare_digest(signature, self._sign(payload.encode())):
+        if not payload or not hmac.compare_digest(signature.encode(), self._sign(payload.encode()).encode()):
             raise InvalidCursor()
         try:
             data = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))

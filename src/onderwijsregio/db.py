@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,10 +48,17 @@ class UtcDateTime(TypeDecorator[datetime]):
 JsonValue = JSON().with_variant(JSONB(), "postgresql")
 
 
+# An execution option of the engine behind write sessions: on SQLite their transactions begin with
+# BEGIN IMMEDIATE, taking the write lock before the first read. A deferred transaction that reads,
+# then writes, could otherwise act on a snapshot another writer has already changed.
+WRITE_INTENT = "onderwijsregio_write_intent"
+
+
 def make_engine(url: str, **options: Any) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30}, **options)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **options)
 
@@ -65,13 +71,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+    # The driver would issue BEGIN only before the first write, leaving earlier reads outside the
+    # transaction; _sqlite_begin issues it instead (SQLAlchemy's documented SQLite recipe).
+    dbapi_connection.isolation_level = None
 
 
-def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+def _sqlite_begin(connection: Any) -> None:
+    immediate = connection.get_execution_options().get(WRITE_INTENT, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-async def transaction(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """One session and one transaction: committed when the block ends well, rolled back otherwise."""
-    async with factory() as session, session.begin():
-        yield session
+def make_sessionmaker(engine: AsyncEngine, *, write: bool = False) -> async_sessionmaker[AsyncSession]:
+    """Sessions for reading, or (write=True) for transactions that change data."""
+    bind = engine.execution_options(**{WRITE_INTENT: True}) if write else engine
+    return async_sessionmaker(bind, expire_on_commit=False, autoflush=False)

@@ -10,10 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from onderwijsregio.context import app_context
 
+READING_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
 
 async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One transaction per request: committed when the route returns, rolled back when it raises."""
-    async with app_context(request).sessions() as session, session.begin():
+    context = app_context(request)
+    factory = context.sessions if request.method in READING_METHODS else context.write_sessions
+    async with factory() as session, session.begin():
         yield session
 
 

@@ -7,12 +7,21 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 _FIELDS = ("request_id", "method", "path", "status", "duration_ms", "region_id", "key_id", "mutation_id")
+
+
+def exception_without_message(exc_info: Any) -> str:
+    """The exception's type and where it happened, never its message: messages can quote personal
+    data (a validation error repeats its input; a driver error its values)."""
+    kind, _value, trace = exc_info
+    frames = "".join(traceback.format_list(traceback.extract_tb(trace)))
+    return f"{frames}{kind.__module__}.{kind.__qualname__} (message withheld)"
 
 
 class JsonFormatter(logging.Formatter):
@@ -28,7 +37,7 @@ class JsonFormatter(logging.Formatter):
             if value is not None:
                 entry[name] = value
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = exception_without_message(record.exc_info)
         return orjson.dumps(entry).decode()
 
 
@@ -39,7 +48,7 @@ class ReadableFormatter(logging.Formatter):
         )
         line = f"{record.levelname:<7} {record.name}: {record.getMessage()} {fields}".rstrip()
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "\n" + exception_without_message(record.exc_info)
         return line
 
 

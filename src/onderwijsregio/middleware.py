@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from onderwijsregio.envelope import error_body, request_state
-from onderwijsregio.errors import InternalError, PayloadTooLarge
+from onderwijsregio.errors import ApiError, InternalError, PayloadTooLarge, ServiceUnavailable
 
 access_log = logging.getLogger("onderwijsregio.access")
 error_log = logging.getLogger("onderwijsregio.errors")
@@ -34,6 +34,7 @@ ATTACHMENT_BODY_LIMIT = 40 * MIB
 # Routes whose bodies may carry base64 attachments (contract §1.4).
 _ATTACHMENT_ROUTES = re.compile(r"^/api/v2/candidates(/upsert|/[^/]+/attachments)?/?$")
 _LARGE_BODIES_AT_ONCE = 4
+LARGE_BODY_WAIT_SECONDS = 10.0
 
 
 class RequestContextMiddleware:
@@ -81,18 +82,28 @@ class BodyLimitMiddleware:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
             await self.app(scope, receive, send)
             return
-        limit = ATTACHMENT_BODY_LIMIT if _ATTACHMENT_ROUTES.match(scope["path"]) else DEFAULT_BODY_LIMIT
+        attachments = bool(_ATTACHMENT_ROUTES.match(scope["path"]))
+        limit = ATTACHMENT_BODY_LIMIT if attachments else DEFAULT_BODY_LIMIT
         declared = _content_length(scope)
         if declared is not None and declared > limit:
             await _send_envelope(scope, send, _too_large(limit))
             return
         limited = _limited_receive(receive, limit)
-        if declared is not None and declared <= DEFAULT_BODY_LIMIT:
+        if not attachments or (declared is not None and declared <= DEFAULT_BODY_LIMIT):
             await self.app(scope, limited, send)
             return
-        # Large (or undeclared) bodies are parsed a few at a time, bounding memory.
-        async with self._large_bodies:
+        # Bodies that may reach 40 MiB are parsed a few at a time, bounding memory; a request that
+        # cannot get its turn soon is asked to come back rather than left waiting.
+        try:
+            await asyncio.wait_for(self._large_bodies.acquire(), LARGE_BODY_WAIT_SECONDS)
+        except TimeoutError:
+            busy = ServiceUnavailable("Too many large uploads at once", headers={"retry-after": "5"})
+            await _send_envelope(scope, send, busy)
+            return
+        try:
             await self.app(scope, limited, send)
+        finally:
+            self._large_bodies.release()
 
 
 def _limited_receive(receive: Receive, limit: int) -> Receive:
@@ -164,13 +175,14 @@ def _extra_headers(state: dict[str, Any]) -> list[tuple[bytes, bytes]]:
     return headers
 
 
-async def _send_envelope(scope: Scope, send: Send, error: Any) -> None:
+async def _send_envelope(scope: Scope, send: Send, error: ApiError) -> None:
     body = orjson.dumps(error_body(Request(scope), error))
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
         (b"cache-control", b"no-store"),
     ]
+    headers += [(name.encode(), value.encode()) for name, value in error.headers.items()]
     if isinstance(error, PayloadTooLarge):
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": error.status_code, "headers": headers})

@@ -48,7 +48,9 @@ def describe_access(document: dict[str, Any], route: Any, access: Any) -> None:
     """Make each operation's access explicit: `security: []` when public, else who may call it."""
     for method in route.methods:
         operation = document["paths"][route.path_format][method.lower()]
-        if isinstance(access, PublicAccess) or access is None:
+        if access is None:
+            raise AssertionError(f"{route.path} declares no access; see auth/dependencies.py")
+        if isinstance(access, PublicAccess):
             operation["security"] = []
             note = "Access: public."
         elif isinstance(access, AdminAccess):
@@ -59,7 +61,7 @@ def describe_access(document: dict[str, Any], route: Any, access: Any) -> None:
             mode = " Same in live and sandbox mode." if access.platform else " Live or sandbox data."
             note = f"Access: a region key{needed}, or an admin key with `x-region-id`.{mode}"
         operation["x-access"] = note
-        _document_headers(operation, public=isinstance(access, PublicAccess) or access is None)
+        _document_headers(operation, public=isinstance(access, PublicAccess))
         operation["description"] = f"{note}\n\n{operation.get('description', '')}".strip()
 
 

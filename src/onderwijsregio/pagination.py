@@ -25,9 +25,7 @@ class PageRequest:
 
 def page_request(
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
-    cursor: Annotated[
-        str | None, Query(max_length=2000, description="meta.cursor of the previous page")
-    ] = None,
+    cursor: Annotated[str | None, Query(description="meta.cursor of the previous page")] = None,
 ) -> PageRequest:
     return PageRequest(page_size, cursor)
 

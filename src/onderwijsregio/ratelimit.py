@@ -1,9 +1,10 @@
 """Rate limits per API key and per region over all its keys (contract §1.4), with `limits`.
 
-A token bucket of `rate` per second and `burst` is kept as a moving window of `burst` requests per
-`burst / rate` seconds (rounded to whole seconds, at least one): it admits a burst of `burst` at
-once and `rate` per second on average, and `limits` keeps it atomic in memory or in Redis, so the
-limits hold across processes.
+`limits` has no token bucket, so a bucket of `rate` per second with `burst` is kept as a moving
+window of `burst` requests per `burst / rate` seconds, rounded to whole seconds (at least one) as
+`limits` counts in seconds: it admits `burst` at once and `burst / window` per second over time,
+which is exactly `rate` whenever `burst` is a whole multiple of `rate` (the defaults are). `limits`
+keeps the window atomic in memory or in Redis, so the limits hold across processes.
 """
 
 from __future__ import annotations
@@ -29,12 +30,16 @@ class Decision:
     allowed: bool
     limit: int
     remaining: int
-    reset_seconds: int
+    reset_seconds: int  # until the bucket is full again
+    retry_after_seconds: int  # until the next request is admitted (0 when this one was)
+
+
+def window_seconds(bucket: Bucket) -> int:
+    return max(1, round(bucket.burst / max(bucket.rate, 1)))
 
 
 def _item(bucket: Bucket) -> RateLimitItemPerSecond:
-    window = max(1, round(bucket.burst / max(bucket.rate, 1)))
-    return RateLimitItemPerSecond(bucket.burst, window, namespace="oreg")
+    return RateLimitItemPerSecond(bucket.burst, window_seconds(bucket), namespace="oreg")
 
 
 def storage_uri(configured: str) -> str:
@@ -51,17 +56,21 @@ class RateLimiter:
         self._limiter = MovingWindowRateLimiter(storage_from_string(storage_uri(configured_storage)))
 
     async def hit(self, buckets: list[Bucket]) -> Decision:
-        """Counts one request against every bucket; the answer describes the tightest one."""
+        """Counts one request against the buckets in order, stopping at the first that refuses it.
+
+        The answer describes the refusing bucket, or else the one with the fewest requests left.
+        Having just admitted a request, a bucket is full again one window later.
+        """
         decisions = []
         for bucket in buckets:
             item = _item(bucket)
             allowed = await self._limiter.hit(item, bucket.name)
             stats = await self._limiter.get_window_stats(item, bucket.name)
-            reset = max(0, math.ceil(stats.reset_time - time.time()))
-            decisions.append(Decision(allowed, bucket.burst, max(0, stats.remaining), reset))
             if not allowed:
-                return Decision(False, bucket.burst, 0, max(1, reset))
-        return min(decisions, key=lambda d: (d.remaining, -d.reset_seconds))
+                wait = max(1, math.ceil(stats.reset_time - time.time()))
+                return Decision(False, bucket.burst, 0, window_seconds(bucket), wait)
+            decisions.append(Decision(True, bucket.burst, max(0, stats.remaining), window_seconds(bucket), 0))
+        return min(decisions, key=lambda d: d.remaining)
 
     async def healthy(self) -> bool:
         return bool(await self._limiter.storage.check())

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import ConfigDict, Field, StrictBool, StrictInt, StringConstraints
+from pydantic import ConfigDict, StrictBool, StringConstraints
 
 # Unknown properties are refused everywhere (no mass assignment).
 STRICT_INPUT = ConfigDict(extra="forbid", populate_by_name=False)
 
 Name = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=200)]
 Text = Annotated[str, StringConstraints(strict=True, max_length=1000)]
-PositiveInt = Annotated[StrictInt, Field(ge=1)]
 Flag = StrictBool

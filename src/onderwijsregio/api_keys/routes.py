@@ -47,7 +47,7 @@ async def list_region_keys(
 async def create_region_key(
     request: Request, caller: ManagingRegionKey, session: DbSession, body: ApiKeyCreate
 ) -> Response:
-    key, secret = await service.create_region_key(session, caller, body)
+    key, secret = await service.create_region_key(session, caller.region.id, caller.principal, body)
     return respond(request, service.key_view(key, secret), "API key created", 201)
 
 
@@ -91,7 +91,7 @@ async def create_admin_key(
     request: Request, admin: AdminPrincipal, session: DbSession, body: AdminKeyCreate
 ) -> Response:
     key, secret = await service.create_admin_key(
-        session, body.name, created_by=admin.key_id, expires_at=body.expiresAt
+        session, body.name, created_by=admin, expires_at=body.expiresAt
     )
     return respond(request, service.key_view(key, secret), "Admin key created", 201)
 

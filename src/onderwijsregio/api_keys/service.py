@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -11,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from onderwijsregio.api_keys import tokens
 from onderwijsregio.api_keys.models import ApiKey
 from onderwijsregio.api_keys.schemas import ApiKeyCreate
-from onderwijsregio.auth.schemas import ALL_PERMISSIONS, Permission, RegionContext
+from onderwijsregio.auth.schemas import ALL_PERMISSIONS, Permission, Principal
 from onderwijsregio.clock import to_rfc3339, utc_now
 from onderwijsregio.cursors import CursorCodec
 from onderwijsregio.errors import Forbidden, NotFound
@@ -39,88 +40,73 @@ def key_view(key: ApiKey, secret: str | None = None) -> dict[str, Any]:
     return view
 
 
-def _new_key(
-    *,
-    scope: str,
-    region_id: str | None,
-    name: str,
-    permissions: frozenset[Permission],
-    created_by: str | None,
-    expires_at: datetime | None,
-) -> tuple[ApiKey, str]:
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    scope: str  # "region" or "admin"
+    region_id: str | None
+    name: str
+    permissions: frozenset[Permission]
+    created_by: str | None = None
+    expires_at: datetime | None = None
+
+
+async def issue_key(session: AsyncSession, new: NewKey) -> tuple[ApiKey, str]:
+    """Stores a new key's hash and returns the key with its secret, which is never stored."""
     secret = tokens.generate_key()
     key = ApiKey(
         id=new_id("key"),
-        scope=scope,
-        region_id=region_id,
-        name=name,
+        scope=new.scope,
+        region_id=new.region_id,
+        name=new.name,
         prefix=tokens.display_prefix(secret),
         secret_hash=tokens.hash_key(secret),
-        permissions=[p for p in _PERMISSION_ORDER if p in permissions],
-        created_by_key_id=created_by,
+        permissions=[p for p in _PERMISSION_ORDER if p in new.permissions],
+        created_by_key_id=new.created_by,
         created_at=utc_now(),
-        expires_at=expires_at,
+        expires_at=new.expires_at,
         last_used_at=None,
         revoked_at=None,
     )
+    session.add(key)
+    await session.flush()
     return key, secret
 
 
 async def create_region_key(
-    session: AsyncSession, caller: RegionContext, data: ApiKeyCreate
+    session: AsyncSession, region_id: str, creator: Principal, data: ApiKeyCreate
 ) -> tuple[ApiKey, str]:
-    """A key never gets more than its creator holds (contract §1.2)."""
-    held = caller.principal.permissions
+    return await issue_key(session, _bounded_by_creator(region_id, creator, data))
+
+
+def _bounded_by_creator(region_id: str, creator: Principal, data: ApiKeyCreate) -> NewKey:
+    """A key never gets more than its creator holds (contract §1.2): no more permissions, no longer life."""
+    held = creator.permissions
     wanted = frozenset(Permission(p) for p in data.permissions) if data.permissions else held
     if not wanted <= held:
         missing = sorted(wanted - held)
         raise Forbidden(f"A key cannot grant permissions its creator lacks: {', '.join(missing)}")
-    return await create_region_key_for(
-        session,
-        caller.region.id,
-        data.name,
-        wanted,
-        created_by=caller.principal.key_id,
-        expires_at=data.expiresAt,
-    )
-
-
-async def create_region_key_for(
-    session: AsyncSession,
-    region_id: str,
-    name: str,
-    permissions: frozenset[Permission],
-    *,
-    created_by: str | None = None,
-    expires_at: datetime | None = None,
-) -> tuple[ApiKey, str]:
-    key, secret = _new_key(
-        scope="region",
-        region_id=region_id,
-        name=name,
-        permissions=permissions,
-        created_by=created_by,
-        expires_at=expires_at,
-    )
-    session.add(key)
-    await session.flush()
-    return key, secret
+    return NewKey("region", region_id, data.name, wanted, creator.key_id, _lifetime(creator, data.expiresAt))
 
 
 async def create_admin_key(
-    session: AsyncSession, name: str, *, created_by: str | None = None, expires_at: datetime | None = None
+    session: AsyncSession,
+    name: str,
+    *,
+    created_by: Principal | None = None,
+    expires_at: datetime | None = None,
 ) -> tuple[ApiKey, str]:
-    key, secret = _new_key(
-        scope="admin",
-        region_id=None,
-        name=name,
-        permissions=ALL_PERMISSIONS,
-        created_by=created_by,
-        expires_at=expires_at,
-    )
-    session.add(key)
-    await session.flush()
-    return key, secret
+    creator_id = created_by.key_id if created_by else None
+    lifetime = _lifetime(created_by, expires_at)
+    return await issue_key(session, NewKey("admin", None, name, ALL_PERMISSIONS, creator_id, lifetime))
+
+
+def _lifetime(creator: Principal | None, requested: datetime | None) -> datetime | None:
+    """A key never outlives the key that creates it; without an expiry of its own it gets its creator's."""
+    if creator is None or creator.expires_at is None:
+        return requested
+    if requested is not None and requested > creator.expires_at:
+        raise Forbidden("A key cannot outlive the key that creates it")
+    return requested or creator.expires_at
 
 
 async def list_keys(

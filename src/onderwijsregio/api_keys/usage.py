@@ -42,7 +42,7 @@ class KeyUsage:
                         )
                         .values(last_used_at=used_at)
                     )
-        except Exception:
+        except BaseException:  # cancellation at shutdown included: the final flush still gets them
             for key_id, used_at in pending.items():
                 self._pending.setdefault(key_id, used_at)  # keep them for the next try; newer notes win
             raise

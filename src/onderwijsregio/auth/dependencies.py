@@ -11,17 +11,16 @@ A guard test walks the route table and fails for any route that declares none of
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Request, Security
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from onderwijsregio.auth import service
 from onderwijsregio.auth.schemas import KeyRecord, Permission, Principal, RegionContext
 from onderwijsregio.context import AppContext, app_context
-from onderwijsregio.dependencies import DbSession
 from onderwijsregio.envelope import request_state
 from onderwijsregio.errors import BadRequest, Forbidden, NotFound, RateLimited, Unauthorized
 from onderwijsregio.ids import has_shape
@@ -51,22 +50,33 @@ class PublicAccess:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class PresentedKey:
+    value: str | None
+    legacy_header: bool
+
+
+def presented_key(
+    x_api_key: Annotated[str | None, Security(API_KEY_HEADER)] = None,
+    legacy_key: Annotated[str | None, Security(LEGACY_KEY_HEADER)] = None,
+) -> PresentedKey:
+    """The key from its header; the deprecated `api-key` header only when `x-api-key` is absent."""
+    if x_api_key is None and legacy_key is not None:
+        return PresentedKey(legacy_key, legacy_header=True)
+    return PresentedKey(x_api_key, legacy_header=False)
+
+
+Context = Annotated[AppContext, Depends(app_context)]
+Presented = Annotated[PresentedKey, Depends(presented_key)]
+
+
 class AdminAccess:
-    async def __call__(
-        self,
-        request: Request,
-        session: DbSession,
-        context: Annotated[AppContext, Depends(app_context)],
-        x_api_key: Annotated[str | None, Security(API_KEY_HEADER)] = None,
-        legacy_key: Annotated[str | None, Security(LEGACY_KEY_HEADER)] = None,
-    ) -> Principal:
+    async def __call__(self, request: Request, context: Context, key: Presented) -> Principal:
         request_state(request)["platform_route"] = True
-        record = await _authenticate(request, session, context, x_api_key, legacy_key)
-        principal = record.principal
-        await _rate_limit(request, context, [_key_bucket(principal.key_id, None)])
-        if not principal.is_admin:
+        record = await _authenticate(request, context, key)
+        if not record.principal.is_admin:
             raise Forbidden("This route needs an admin key")
-        return principal
+        return record.principal
 
 
 class RegionAccess:
@@ -77,10 +87,8 @@ class RegionAccess:
     async def __call__(
         self,
         request: Request,
-        session: DbSession,
-        context: Annotated[AppContext, Depends(app_context)],
-        x_api_key: Annotated[str | None, Security(API_KEY_HEADER)] = None,
-        legacy_key: Annotated[str | None, Security(LEGACY_KEY_HEADER)] = None,
+        context: Context,
+        key: Presented,
         x_region_id: Annotated[
             str | None,
             Header(alias="x-region-id", description="Admin keys only: the region to act for (audited)."),
@@ -88,75 +96,66 @@ class RegionAccess:
     ) -> RegionContext:
         state = request_state(request)
         state["platform_route"] = self.platform
-        record = await _authenticate(request, session, context, x_api_key, legacy_key)
+        record = await _authenticate(request, context, key)
         principal = record.principal
         if principal.is_admin:
-            await _rate_limit(request, context, [_key_bucket(principal.key_id, None)])
-            region = await _override_region(request, session, context, principal, x_region_id)
+            region = await _override_region(request, context, principal, x_region_id)
         else:
             assert record.region is not None
             region = record.region
-            await _rate_limit(request, context, _region_buckets(principal.key_id, region))
             if x_region_id is not None and x_region_id != region.id:
                 raise Forbidden("A region key acts only for its own region")
         state["region_id"] = region.id
         if self.permission is not None and self.permission not in principal.permissions:
             raise Forbidden(f"This key lacks the '{self.permission}' permission")
         sandbox = bool(state.get("sandbox")) and not self.platform
-        return RegionContext(principal, region, Scope(region.id, sandbox), via_override=principal.is_admin)
+        return RegionContext(principal, region, Scope(region.id, sandbox))
 
 
-async def _authenticate(
-    request: Request,
-    session: AsyncSession,
-    context: AppContext,
-    x_api_key: str | None,
-    legacy_key: str | None,
-) -> KeyRecord:
-    if _KEY_QUERY_NAMES.intersection(request.query_params.keys()):
-        raise Unauthorized()
-    presented = x_api_key
-    if presented is None and legacy_key is not None:
-        presented = legacy_key
-        state = request_state(request)
+async def _authenticate(request: Request, context: AppContext, key: PresentedKey) -> KeyRecord:
+    """The key behind the request, counted against its rate limits; one Unauthorized for every failure."""
+    state = request_state(request)
+    if key.legacy_header:
         state["deprecated_header"] = True
         state.setdefault("warnings", []).append(DEPRECATION_WARNING)
-    if not presented:
+    if _KEY_QUERY_NAMES.intersection(request.query_params.keys()) or not key.value:
         raise Unauthorized()
-    record = await service.find_key(session, presented.strip())
+    # A short read of its own, not the request's transaction: that one begins when the route needs it.
+    async with context.sessions() as session:
+        record = await service.find_key(session, key.value.strip())
     context.key_usage.note(record.principal.key_id)
-    request_state(request)["key_id"] = record.principal.key_id
+    state["key_id"] = record.principal.key_id
+    await _rate_limit(request, context, _buckets(record))
     return record
 
 
 async def _override_region(
-    request: Request,
-    session: AsyncSession,
-    context: AppContext,
-    principal: Principal,
-    region_id: str | None,
+    request: Request, context: AppContext, principal: Principal, region_id: str | None
 ) -> Region:
     if not region_id:
         raise BadRequest("An admin key acts on region data only with the x-region-id header")
-    region = await session.get(Region, region_id) if has_shape(region_id, "reg") else None
+    region = None
+    if has_shape(region_id, "reg"):
+        async with context.sessions() as session:
+            region = await session.get(Region, region_id)
     if region is None:
         raise NotFound("No region with the id given in x-region-id")
     route = request.scope.get("route")
     template = getattr(route, "path", request.url.path)
-    await service.record_override(context.sessions, principal.key_id, region.id, request.method, template)
+    await service.record_override(
+        context.write_sessions, principal.key_id, region.id, request.method, template
+    )
     return region
 
 
-def _key_bucket(key_id: str, region: Region | None) -> Bucket:
-    if region is None:
-        return Bucket(f"key:{key_id}", DEFAULT_KEY_RATE, DEFAULT_KEY_BURST)
-    return Bucket(f"key:{key_id}", region.key_requests_per_second, region.key_burst)
-
-
-def _region_buckets(key_id: str, region: Region) -> list[Bucket]:
+def _buckets(record: KeyRecord) -> list[Bucket]:
+    """The key's own bucket first, then its region's: a key over its own limit never drains its region."""
+    key_id, region = record.principal.key_id, record.region
+    if region is None:  # admin keys: the default key limits, and no region's bucket
+        return [Bucket(f"key:{key_id}", DEFAULT_KEY_RATE, DEFAULT_KEY_BURST)]
     return [
+        Bucket(f"key:{key_id}", region.key_requests_per_second, region.key_burst),
         Bucket(f"region:{region.id}", region.requests_per_second, region.burst),
-        _key_bucket(key_id, region),
     ]
 
 
@@ -166,7 +165,7 @@ async def _rate_limit(request: Request, context: AppContext, buckets: list[Bucke
     if not decision.allowed:
         raise RateLimited(
             "Too many requests; retry after the number of seconds in Retry-After",
-            headers={"retry-after": str(decision.reset_seconds)},
+            headers={"retry-after": str(decision.retry_after_seconds)},
         )
 
 

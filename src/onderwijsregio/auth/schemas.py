@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from onderwijsregio.regions.models import Region
@@ -24,6 +25,7 @@ class Principal:
     is_admin: bool
     region_id: str | None
     permissions: frozenset[Permission]
+    expires_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +43,3 @@ class RegionContext:
     principal: Principal
     region: Region
     scope: Scope
-    via_override: bool
-
-    def may(self, permission: Permission) -> bool:
-        return permission in self.principal.permissions

@@ -36,6 +36,7 @@ async def find_key(session: AsyncSession, presented: str) -> KeyRecord:
         is_admin=key.scope == "admin",
         region_id=key.region_id,
         permissions=frozenset(Permission(p) for p in key.permissions),
+        expires_at=key.expires_at,
     )
     return KeyRecord(principal, region)
 
@@ -43,7 +44,8 @@ async def find_key(session: AsyncSession, presented: str) -> KeyRecord:
 async def record_override(
     sessions: async_sessionmaker[AsyncSession], key_id: str, region_id: str, method: str, route: str
 ) -> None:
-    """Its own transaction: the audit line stays even when the request itself fails."""
+    """Commits in its own transaction, the one exception to "services never commit": the audit
+    line must stay even when the request it records fails and rolls back."""
     async with sessions() as session, session.begin():
         session.add(
             AdminOverride(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from datetime import timedelta
 from importlib import resources
 from typing import Annotated, Any
@@ -43,6 +44,7 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     database: str
     queue: str
+    rateLimits: str
 
 
 @router.get("/health", summary="Liveness", response_model=Envelope[Health])
@@ -57,26 +59,41 @@ async def health(request: Request) -> Response:
     responses=error_responses(503),
 )
 async def ready(request: Request, context: Annotated[AppContext, Depends(app_context)]) -> Response:
-    checks = {"database": "not ok", "queue": "not ok"}
+    checks = {
+        "database": await _check(_database_answers(context)),
+        "queue": await _check(_queue_moves(context)),
+        "rateLimits": await _check(context.limiter.healthy()),
+    }
+    if "not ok" in checks.values():
+        issues = [{"path": [name], "code": state, "message": state} for name, state in checks.items()]
+        raise ServiceUnavailable("Not ready", issues=issues)
+    return respond(request, checks, "Ready")
+
+
+async def _check(probe: Awaitable[bool]) -> str:
     try:
-        async with context.sessions() as session:
-            await session.execute(text("SELECT 1"))
-            checks["database"] = "ok"
-            oldest = await session.scalar(
-                select(Mutation.created_at)
-                .where(Mutation.status == "queued")
-                .order_by(Mutation.created_at)
-                .limit(1)
-                .execution_options(cross_region=True)  # the whole queue's health, no region's data
-            )
-            checks["queue"] = "ok" if oldest is None or utc_now() - oldest < MAX_QUEUE_LAG else "not ok"
+        return "ok" if await probe else "not ok"
     except Exception as error:  # any failure means "not ready"; the answer gives no details
         log.warning("readiness check failed: %s", type(error).__name__)
-    if "not ok" in checks.values():
-        raise ServiceUnavailable(
-            "Not ready", issues=[{"path": [k], "code": v, "message": v} for k, v in checks.items()]
+        return "not ok"
+
+
+async def _database_answers(context: AppContext) -> bool:
+    async with context.sessions() as session:
+        answer: int | None = await session.scalar(text("SELECT 1"))
+    return answer == 1
+
+
+async def _queue_moves(context: AppContext) -> bool:
+    async with context.sessions() as session:
+        oldest = await session.scalar(
+            select(Mutation.created_at)
+            .where(Mutation.status == "queued")
+            .order_by(Mutation.created_at)
+            .limit(1)
+            .execution_options(cross_region=True)  # the whole queue's health, no region's data
         )
-    return respond(request, checks, "Ready")
+    return oldest is None or utc_now() - oldest < MAX_QUEUE_LAG
 
 
 @router.get("/openapi.json", summary="This API's OpenAPI document", include_in_schema=False)

@@ -62,15 +62,20 @@ async def create_region(session: AsyncSession, data: RegionCreate) -> Region:
     return region
 
 
-async def get_region(session: AsyncSession, region_id: str) -> Region:
-    region = await session.get(Region, region_id) if has_shape(region_id, "reg") else None
+async def get_region(session: AsyncSession, region_id: str, *, for_update: bool = False) -> Region:
+    region = (
+        await session.get(Region, region_id, with_for_update=for_update)
+        if has_shape(region_id, "reg")
+        else None
+    )
     if region is None:
         raise NotFound("Region not found")
     return region
 
 
 async def update_region(session: AsyncSession, region_id: str, data: RegionPatch) -> Region:
-    region = await get_region(session, region_id)
+    # Locked until the change commits: concurrent changes apply one after the other, never lost.
+    region = await get_region(session, region_id, for_update=True)
     if data.name is not None:
         region.name = data.name
     if data.customFields is not None:
