@@ -15,6 +15,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from onderwijsregio.models import metadata
 
+_REGION = re.compile(r"(?:^|[\s(.])\"?region_id\"?\s*(?:=|IN\b)", re.IGNORECASE)
+_SANDBOX = re.compile(r"(?:^|[\s(.])\"?sandbox\"?\s*(?:=|IS\b|IN\b)", re.IGNORECASE)
+
+
+def _constrains_scope(statement: str) -> bool:
+    """Both scope columns compared in the WHERE clause, and no OR that could widen it."""
+    where = re.split(r"\bWHERE\b", statement, maxsplit=1, flags=re.IGNORECASE)
+    if len(where) < 2:
+        return False
+    condition = where[1]
+    return bool(_REGION.search(condition) and _SANDBOX.search(condition)) and not re.search(
+        r"\bOR\b", condition, re.IGNORECASE
+    )
+
 
 def region_data_tables() -> list[str]:
     return [
@@ -42,8 +56,7 @@ class ScopeGuard:
         self.checked += 1
         if context is not None and context.execution_options.get("cross_region"):
             return
-        where = statement.upper().partition("WHERE")[2]
-        if "REGION_ID" not in where or "SANDBOX" not in where:
+        if not _constrains_scope(statement):
             self.violations.append(statement)
             raise AssertionError(f"unscoped query on region data: {statement}")
 

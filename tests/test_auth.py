@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -266,3 +267,66 @@ async def test_last_used_at_is_recorded_without_a_write_per_request(
     listed = await client.get(f"{API}/api-keys", headers=tenant.headers())
     mine = next(k for k in listed.json()["data"] if k["id"] == tenant.key_data["id"])
     assert mine["lastUsedAt"] is not None and mine["lastUsedAt"].endswith("Z")
+
+
+async def test_keys_never_outlive_their_creator(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    soon = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0)
+    creator = await client.post(
+        f"{API}/api-keys",
+        json={"name": "temporary manager", "expiresAt": soon.isoformat()},
+        headers=tenant.headers(),
+    )
+    creator_key = {"x-api-key": creator.json()["data"]["key"]}
+    inherited = await client.post(f"{API}/api-keys", json={"name": "child"}, headers=creator_key)
+    assert inherited.json()["data"]["expiresAt"] == creator.json()["data"]["expiresAt"]
+    later = (soon + timedelta(days=1)).isoformat()
+    outliving = await client.post(
+        f"{API}/api-keys", json={"name": "child", "expiresAt": later}, headers=creator_key
+    )
+    assert_error(outliving, 403, "forbidden")
+    earlier = (soon - timedelta(days=1)).isoformat()
+    shorter = await client.post(
+        f"{API}/api-keys", json={"name": "child", "expiresAt": earlier}, headers=creator_key
+    )
+    assert shorter.status_code == 201
+
+
+async def test_a_key_stops_working_when_it_expires(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    expires = datetime.now(UTC) + timedelta(seconds=1.5)
+    created = await client.post(
+        f"{API}/api-keys", json={"name": "brief", "expiresAt": expires.isoformat()}, headers=tenant.headers()
+    )
+    brief = {"x-api-key": created.json()["data"]["key"]}
+    assert (await client.get(f"{API}/regions/me", headers=brief)).status_code == 200
+    await asyncio.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.1)
+    assert_error(await client.get(f"{API}/regions/me", headers=brief), 401, "unauthorized")
+
+
+async def test_region_key_may_name_its_own_region_on_key_routes(
+    client: httpx.AsyncClient, make_tenant: Any
+) -> None:
+    first, second = await make_tenant(), await make_tenant()
+    own = await client.post(
+        f"{API}/api-keys", json={"name": "x"}, headers=first.headers(**{"x-region-id": first.id})
+    )
+    assert own.status_code == 201
+    assert own.json()["data"]["regionId"] == first.id
+    foreign = await client.post(
+        f"{API}/api-keys", json={"name": "x"}, headers=first.headers(**{"x-region-id": second.id})
+    )
+    assert_error(foreign, 403, "forbidden")
+    listed = await client.get(f"{API}/api-keys", headers=first.headers(**{"x-region-id": second.id}))
+    assert_error(listed, 403, "forbidden")
+
+
+async def test_key_use_is_written_at_shutdown(settings: Any, tenant: Tenant, sessions: Any) -> None:
+    from onderwijsregio.app import create_app
+
+    app = create_app(settings)
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+    async with app.router.lifespan_context(app), http:
+        assert (await http.get(f"{API}/regions/me", headers=tenant.headers())).status_code == 200
+    async with sessions() as session:
+        stored = await session.get(ApiKey, tenant.key_data["id"])
+    assert stored is not None
+    assert stored.last_used_at is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 import httpx
@@ -142,3 +143,35 @@ async def test_unhandled_error_is_500_without_internals(settings: Settings) -> N
     assert_error(response, 500, "internal_error")
     for leak in ("SELECT", "/srv", "jan@example.org", "Traceback", "RuntimeError"):
         assert leak not in response.text
+
+
+async def test_unhandled_error_leaves_no_personal_data_in_the_log(settings: Settings) -> None:
+    from onderwijsregio.logs import JsonFormatter
+
+    app = create_app(settings)
+
+    person = {"email": "jan.jansen" + "@example.org", "phone": "06" + "12345678"}  # not in any source line
+
+    @app.get("/leak", dependencies=[Depends(Public)])
+    async def leak() -> None:
+        raise ValueError(f"could not parse {person['email']}, phone {person['phone']}")
+
+    records: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Collect()
+    logger = logging.getLogger("onderwijsregio.errors")
+    logger.addHandler(handler)
+    try:
+        http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+        async with app.router.lifespan_context(app), http:
+            assert (await http.get("/leak")).status_code == 500
+    finally:
+        logger.removeHandler(handler)
+    lines = [JsonFormatter().format(record) for record in records]
+    assert lines, "the error was not logged at all"
+    assert any("ValueError" in line and "test_envelope.py" in line for line in lines)
+    assert not any("jan.jansen" in line or "0612345678" in line for line in lines)

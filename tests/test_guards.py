@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+import onderwijsregio
 from onderwijsregio.app import api_routes
 from onderwijsregio.auth.dependencies import AdminAccess, PublicAccess, RegionAccess, route_access
+from onderwijsregio.db import Base
 from onderwijsregio.models import metadata
 from onderwijsregio.mutations.models import Mutation
-from onderwijsregio.scope import Scope, scoped
+from onderwijsregio.scope import RegionScoped, Scope, scoped
 from tests.scope_guard import ScopeGuard, region_data_tables
 
 # The only routes anyone may call without credentials (contract §3.9).
@@ -85,3 +90,68 @@ async def test_scope_guard_catches_an_unscoped_query(
             await session.execute(select(Mutation).where(Mutation.status == "queued"))
     assert scope_guard.checked == checked + 1
     scope_guard.violations.pop()  # this one was on purpose
+
+
+def region_scoped_models() -> set[str]:
+    return {
+        mapper.class_.__name__ for mapper in Base.registry.mappers if issubclass(mapper.class_, RegionScoped)
+    }
+
+
+def _unscoped_queries(source: str, models: set[str]) -> list[int]:
+    """Lines where select/update/delete names a region-data model without scoped() or cross_region=True."""
+    tree = ast.parse(source)
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    found = []
+    for node in ast.walk(tree):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("select", "update", "delete")
+        ):
+            continue
+        named = {n.id for arg in node.args for n in ast.walk(arg) if isinstance(n, ast.Name)}
+        if named & models and not _is_scoped(node, parents):
+            found.append(node.lineno)
+    return found
+
+
+def _is_scoped(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    while node in parents:
+        node = parents[node]
+        if isinstance(node, ast.Call):
+            if isinstance(node.func, ast.Name) and node.func.id == "scoped":
+                return True
+            if (
+                isinstance(node.func, ast.Attribute)
+                and node.func.attr == "execution_options"
+                and any(
+                    k.arg == "cross_region" and isinstance(k.value, ast.Constant) and k.value.value is True
+                    for k in node.keywords
+                )
+            ):
+                return True
+    return False
+
+
+def test_every_query_on_region_data_goes_through_the_scope() -> None:
+    """Static: every select/update/delete of a region-data model in the code base is scoped()."""
+    models = region_scoped_models()
+    assert "Mutation" in models
+    package = Path(onderwijsregio.__file__).parent
+    offenders = {
+        str(path.relative_to(package)): lines
+        for path in package.rglob("*.py")
+        if (lines := _unscoped_queries(path.read_text(), models))
+    }
+    assert not offenders, f"unscoped queries on region data (file: lines): {offenders}"
+
+
+def test_the_static_check_finds_an_unscoped_query() -> None:
+    sample = (
+        "a = select(Mutation).where(Mutation.id == x)\n"
+        "b = scoped(select(Mutation), Mutation, scope)\n"
+        "c = select(Mutation.id).execution_options(cross_region=True)\n"
+        "d = update(Mutation).values(status='x')\n"
+    )
+    assert _unscoped_queries(sample, {"Mutation"}) == [1, 4]

@@ -145,20 +145,6 @@ def test_oversize_bodies_are_refused_without_reading_them(tmp_path: Path) -> Non
         assert small.status_code == 201
 
 
-def test_attachment_routes_take_bodies_over_one_mebibyte(tmp_path: Path) -> None:
-    """§1.4: up to 40 MiB where base64 attachments may come; the size check alone lets 2 MiB through."""
-    with fresh_database(tmp_path) as database, serve(tmp_path, environment(database)) as server:
-        body = b'{"filler": "' + b"x" * (2 * 1024 * 1024) + b'"}'
-        response = httpx.post(
-            f"{server.url}{API}/candidates/upsert", content=body, headers={"content-type": "application/json"}
-        )
-        assert response.status_code != 413
-        too_big = httpx.post(
-            f"{server.url}{API}/regions", content=body, headers={"content-type": "application/json"}
-        )
-        assert too_big.status_code == 413
-
-
 def test_access_log_holds_no_query_strings_keys_or_bodies(tmp_path: Path) -> None:
     with fresh_database(tmp_path) as database, serve(tmp_path, environment(database)) as server:
         key = (tmp_path / "var" / "initial-admin-key").read_text().strip()

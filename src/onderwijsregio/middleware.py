@@ -90,7 +90,7 @@ class BodyLimitMiddleware:
             return
         limited = _limited_receive(receive, limit)
         if not attachments or (declared is not None and declared <= DEFAULT_BODY_LIMIT):
-            await self.app(scope, limited, send)
+            await self._limited(scope, limited, send, limit)
             return
         # Bodies that may reach 40 MiB are parsed a few at a time, bounding memory; a request that
         # cannot get its turn soon is asked to come back rather than left waiting.
@@ -101,9 +101,30 @@ class BodyLimitMiddleware:
             await _send_envelope(scope, send, busy)
             return
         try:
-            await self.app(scope, limited, send)
+            await self._limited(scope, limited, send, limit)
         finally:
             self._large_bodies.release()
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        """Runs the app; an oversize body that the app did not answer itself is answered 413 here."""
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except BodyTooLarge:
+            if started:
+                raise
+            await _send_envelope(scope, send, _too_large(limit))
+
+
+class BodyTooLarge(StarletteHTTPException):
+    """An HTTPException, so it passes FastAPI's body reader unchanged (other errors there become a
+    400) and its handler answers payload_too_large."""
 
 
 def _limited_receive(receive: Receive, limit: int) -> Receive:
@@ -115,9 +136,7 @@ def _limited_receive(receive: Receive, limit: int) -> Receive:
         if message["type"] == "http.request":
             received += len(message.get("body", b""))
             if received > limit:
-                # An HTTPException passes through FastAPI's body reader unchanged (other errors
-                # there become a 400); the exception handler renders it as payload_too_large.
-                raise StarletteHTTPException(413, _too_large(limit).message)
+                raise BodyTooLarge(413, _too_large(limit).message)
         return message
 
     return wrapped
