@@ -86,7 +86,7 @@ def scope_guard() -> ScopeGuard:
 async def app(migrated: str, settings: Settings, scope_guard: ScopeGuard) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
     async with application.router.lifespan_context(application):
-        scope_guard.watch(application.state.context.engine)
+        scope_guard.watch(application.state.context.database)
         yield application
     scope_guard.assert_clean()
 
@@ -151,5 +151,5 @@ async def tenant(make_tenant: Any) -> Tenant:
 
 
 def engine_of(app: FastAPI) -> AsyncEngine:
-    engine: AsyncEngine = app.state.context.engine
+    engine: AsyncEngine = app.state.context.database
     return engine

@@ -167,9 +167,3 @@ def test_access_log_holds_no_query_strings_keys_or_bodies(tmp_path: Path) -> Non
             "Geheime Regio",
         ):
             assert secret not in log, secret
-
-
-def test_worker_command_exists_and_says_what_it_lacks(tmp_path: Path) -> None:
-    result = run_cli(["worker"], tmp_path, environment(f"sqlite+aiosqlite:///{tmp_path / 'w.db'}"))
-    assert result.returncode == 2
-    assert "mutation engine" in result.stderr

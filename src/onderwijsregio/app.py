@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -24,6 +25,9 @@ from onderwijsregio.config import Settings, get_settings
 from onderwijsregio.context import AppContext
 from onderwijsregio.cursors import CursorCodec
 from onderwijsregio.db import make_engine, make_sessionmaker
+from onderwijsregio.engine.runtime import Engine
+from onderwijsregio.engine.signing import SecretBox
+from onderwijsregio.engine.worker import EngineTuning
 from onderwijsregio.envelope import respond_error
 from onderwijsregio.errors import (
     ApiError,
@@ -40,8 +44,11 @@ from onderwijsregio.middleware import BodyLimitMiddleware, RequestContextMiddlew
 from onderwijsregio.mutations import routes as mutation_routes
 from onderwijsregio.openapi_docs import describe_access
 from onderwijsregio.operations import routes as operation_routes
+from onderwijsregio.outbound.urls import UrlPolicy
 from onderwijsregio.ratelimit import RateLimiter
 from onderwijsregio.regions import routes as region_routes
+from onderwijsregio.sandbox import routes as sandbox_routes
+from onderwijsregio.webhooks import routes as webhook_routes
 
 TAGS = [
     {"name": "Auth", "description": "Candidate verification codes and sessions (§3.5)."},
@@ -70,7 +77,7 @@ The Onderwijsregio API v2: candidates, interactions and CVs of Dutch education r
 """
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, run_workers: bool = True) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(
         title="Onderwijsregio API v2",
@@ -80,9 +87,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
-        lifespan=_lifespan(settings),
+        lifespan=_lifespan(settings, run_workers),
     )
     api_routers = (
+        mutation_routes.router,
+        sandbox_routes.router,
+        webhook_routes.router,
         region_routes.router,
         region_routes.admin_router,
         api_key_routes.router,
@@ -104,31 +114,56 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _lifespan(settings: Settings) -> Any:
+def _lifespan(settings: Settings, run_workers: bool) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url, hide_parameters=True)
-        context = AppContext(
-            settings=settings,
-            engine=engine,
-            sessions=make_sessionmaker(engine),
-            write_sessions=make_sessionmaker(engine, write=True),
-            limiter=RateLimiter(settings.rate_limit_storage),
-            cursors=CursorCodec(settings.cursor_secret()),
-            key_usage=KeyUsage(),
-        )
+        context = make_context(settings)
         app.state.context = context
-        flusher = asyncio.create_task(context.key_usage.flush_forever(context.sessions))
+        flusher = asyncio.create_task(context.key_usage.flush_forever(context.write_sessions))
+        context.engine.start(settings.workers if run_workers else 0)
         try:
             yield
         finally:
+            await context.engine.stop()
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
-            await context.key_usage.flush(context.sessions)
-            await engine.dispose()
+            await context.key_usage.flush(context.write_sessions)
+            await context.database.dispose()
 
     return lifespan
+
+
+def make_context(settings: Settings) -> AppContext:
+    database = make_engine(settings.database_url, hide_parameters=True)
+    sessions, write_sessions = make_sessionmaker(database), make_sessionmaker(database, write=True)
+    policy = UrlPolicy.from_setting(settings.allow_http_urls, settings.url_allowlist)
+    tuning = EngineTuning(
+        lease=timedelta(seconds=settings.engine_lease_seconds),
+        batch_size=settings.engine_batch_size,
+        poll_seconds=settings.engine_poll_seconds,
+        max_stall=timedelta(seconds=settings.engine_max_stall_seconds),
+    )
+    engine = Engine(
+        settings.database_url,
+        sessions,
+        write_sessions,
+        SecretBox(settings.cursor_secret()),
+        policy,
+        settings.wipe_at,
+        tuning,
+    )
+    return AppContext(
+        settings=settings,
+        database=database,
+        sessions=sessions,
+        write_sessions=write_sessions,
+        limiter=RateLimiter(settings.rate_limit_storage),
+        cursors=CursorCodec(settings.cursor_secret()),
+        key_usage=KeyUsage(),
+        url_policy=policy,
+        engine=engine,
+    )
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -72,14 +73,34 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     asyncio.run(_prepare_for_serving(settings))
     from onderwijsregio.app import create_app
 
-    app = create_app(settings)
+    app = create_app(settings, run_workers=not args.no_worker)
     uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_config=None, proxy_headers=False)
     return 0
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
-    log.error("the mutation engine is not part of this build yet; `worker` has nothing to run")
-    return 2
+    asyncio.run(_work_until_stopped(settings))
+    return 0
+
+
+async def _work_until_stopped(settings: Settings) -> None:
+    """A standalone worker: the engine's tasks until SIGTERM or SIGINT, then a clean stop."""
+    from onderwijsregio.app import make_context
+    from onderwijsregio.registry import register_operations
+
+    register_operations()
+    context = make_context(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signal_number, stop.set)
+    context.engine.start(max(1, settings.workers))
+    log.info("worker running with %d worker tasks", max(1, settings.workers))
+    try:
+        await stop.wait()
+    finally:
+        await context.engine.stop()
+        await context.database.dispose()
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:

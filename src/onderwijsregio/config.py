@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -31,6 +32,21 @@ class Settings(BaseSettings):
     env: Literal["production", "development"] = "production"
     secret_key: str = ""
     var_dir: Path = Path("var")
+    # Engine tuning (not part of the contract; tests shorten the lease to rescue work quickly).
+    engine_lease_seconds: float = Field(default=30.0, gt=0)
+    engine_batch_size: int = Field(default=50, ge=1, le=1000)
+    engine_poll_seconds: float = Field(default=1.0, gt=0)
+    engine_max_stall_seconds: float = Field(default=600.0, gt=0)
+
+    @field_validator("sandbox_reset_at")
+    @classmethod
+    def _clock_time(cls, value: str) -> str:
+        time.fromisoformat(value)  # HH:MM, Europe/Amsterdam
+        return value
+
+    @property
+    def wipe_at(self) -> time:
+        return time.fromisoformat(self.sandbox_reset_at)
 
     @field_validator("database_url")
     @classmethod

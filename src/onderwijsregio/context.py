@@ -10,18 +10,22 @@ from starlette.requests import Request
 from onderwijsregio.api_keys.usage import KeyUsage
 from onderwijsregio.config import Settings
 from onderwijsregio.cursors import CursorCodec
+from onderwijsregio.engine.runtime import Engine
+from onderwijsregio.outbound.urls import UrlPolicy
 from onderwijsregio.ratelimit import RateLimiter
 
 
 @dataclass
 class AppContext:
     settings: Settings
-    engine: AsyncEngine
+    database: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]  # for reading
     write_sessions: async_sessionmaker[AsyncSession]  # for transactions that change data
     limiter: RateLimiter
     cursors: CursorCodec
     key_usage: KeyUsage
+    url_policy: UrlPolicy
+    engine: Engine  # the Mutation Engine: its wake-ups, and (when this process works) its tasks
 
 
 def app_context(request: Request) -> AppContext:

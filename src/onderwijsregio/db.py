@@ -81,6 +81,10 @@ def _sqlite_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def dialect_name(session: AsyncSession) -> str:
+    return str(session.get_bind().dialect.name)
+
+
 def make_sessionmaker(engine: AsyncEngine, *, write: bool = False) -> async_sessionmaker[AsyncSession]:
     """Sessions for reading, or (write=True) for transactions that change data."""
     bind = engine.execution_options(**{WRITE_INTENT: True}) if write else engine

@@ -86,3 +86,23 @@ class ServiceUnavailable(ApiError):
 def issue(path: list[str | int], code: str, message: str) -> dict[str, Any]:
     """One entry of `error.issues`: where (item index, property), what (stable code), and why."""
     return {"path": [str(part) for part in path], "code": code, "message": message}
+
+
+class IdempotencyKeyReused(ApiError):
+    status_code, code, message = (
+        422,
+        "idempotency_key_reused",
+        "This idempotency key was used for another request",
+    )
+
+
+class IdempotencyKeyInUse(ApiError):
+    status_code, code, message = (
+        409,
+        "idempotency_key_in_use",
+        "A request with this idempotency key is in flight",
+    )
+
+
+class QueueFull(ApiError):
+    status_code, code, message = 429, "queue_full", "Too many unfinished mutations in this region"

@@ -5,8 +5,26 @@ from __future__ import annotations
 from onderwijsregio.api_keys.models import ApiKey
 from onderwijsregio.auth.models import AdminOverride
 from onderwijsregio.db import Base
-from onderwijsregio.mutations.models import Mutation
+from onderwijsregio.engine.models import (
+    CallbackDelivery,
+    IdempotencyRecord,
+    Mutation,
+    MutationCounter,
+    MutationLane,
+    SigningSecret,
+)
 from onderwijsregio.regions.models import Region
 
 metadata = Base.metadata
-__all__ = ["AdminOverride", "ApiKey", "Mutation", "Region", "metadata"]
+__all__ = [
+    "AdminOverride",
+    "ApiKey",
+    "CallbackDelivery",
+    "IdempotencyRecord",
+    "Mutation",
+    "MutationCounter",
+    "MutationLane",
+    "Region",
+    "SigningSecret",
+    "metadata",
+]

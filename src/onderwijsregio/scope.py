@@ -8,9 +8,9 @@ scope to a query. The guard tests check both.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Boolean, ForeignKey, Select, String
+from sqlalchemy import Boolean, Delete, ForeignKey, Select, String, Update
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 
@@ -38,6 +38,14 @@ class RegionScoped:
         return mapped_column(Boolean, nullable=False, sort_order=-99)
 
 
-def scoped(statement: Select[Any], model: type[RegionScoped], scope: Scope) -> Select[Any]:
-    """Confine a query on a region-data model to one region and one mode."""
+Statement = TypeVar("Statement", Select[Any], Update, Delete)
+
+
+def scoped(statement: Statement, model: type[RegionScoped], scope: Scope) -> Statement:
+    """Confine a query, change or deletion of a region-data model to one region and one mode."""
     return statement.where(model.region_id == scope.region_id, model.sandbox == scope.sandbox)
+
+
+def region_wide(statement: Select[Any], model: type[RegionScoped], region_id: str) -> Select[Any]:
+    """Confine a query to one region in both modes (a region's own totals, such as its queue size)."""
+    return statement.where(model.region_id == region_id, model.sandbox.in_((False, True)))

@@ -18,9 +18,9 @@ from starlette.responses import Response
 from onderwijsregio.auth.dependencies import Public
 from onderwijsregio.clock import utc_now
 from onderwijsregio.context import AppContext, app_context
+from onderwijsregio.engine.models import Mutation
 from onderwijsregio.envelope import Envelope, JsonResponse, respond
 from onderwijsregio.errors import ServiceUnavailable
-from onderwijsregio.mutations.models import Mutation
 from onderwijsregio.openapi_docs import error_responses
 
 log = logging.getLogger(__name__)

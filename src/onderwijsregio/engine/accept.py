@@ -1,0 +1,199 @@
+"""Acceptance (contract §2, §2.2, §2.4): a mutation row and its idempotency record, one transaction.
+
+The caller's transaction commits before the 202 is sent, so a 202 is never lost. Raising the lane's
+`last_accepted_seq` row-locks the lane until commit, so every mutation's `seq` is its place in
+commit order: a client that got its 202 before sending the next request always sees them applied
+in that order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from onderwijsregio.clock import utc_now
+from onderwijsregio.db import dialect_name
+from onderwijsregio.engine.models import IdempotencyRecord, Mutation, MutationCounter, MutationLane
+from onderwijsregio.engine.views import accepted_view, status_url
+from onderwijsregio.engine.wakeup import MUTATIONS_CHANNEL, Waker, wake_after_commit
+from onderwijsregio.errors import IdempotencyKeyInUse, IdempotencyKeyReused, QueueFull
+from onderwijsregio.ids import new_id
+from onderwijsregio.scope import Scope, region_wide, scoped
+
+IDEMPOTENCY_RETENTION = timedelta(hours=24)
+QUEUE_FULL_RETRY_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class Submission:
+    operation: str
+    items: list[dict[str, Any]]
+    resource_ids: list[str]
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    idempotency_key: str | None = None
+    callback_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    data: dict[str, Any]  # the 202's data
+    replayed: bool
+
+
+def request_hash(method: str, path: str, query: list[tuple[str, str]], body: bytes) -> str:
+    """What makes two requests "the same" (§2.4): method, path, query without the key, canonical body."""
+    try:
+        canonical = orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS) if body else b""
+    except orjson.JSONDecodeError:
+        canonical = body
+    fingerprint = orjson.dumps([method, path, sorted(query), canonical.decode(errors="replace")])
+    return hashlib.sha256(fingerprint).hexdigest()
+
+
+async def find_replay(session: AsyncSession, scope: Scope, key: str, fingerprint: str) -> Acceptance | None:
+    """The original 202 for a repeated request; 422 when the key was used for a different one."""
+    record = await session.scalar(
+        scoped(select(IdempotencyRecord), IdempotencyRecord, scope).where(IdempotencyRecord.key == key)
+    )
+    if record is None:
+        return None
+    if record.expires_at <= utc_now():
+        await session.delete(record)  # past its retention: the key is free again
+        await session.flush()
+        return None
+    if record.request_hash != fingerprint:
+        raise IdempotencyKeyReused()
+    return Acceptance(record.response, replayed=True)
+
+
+async def accept(
+    session: AsyncSession,
+    scope: Scope,
+    submission: Submission,
+    options: WriteOptions,
+    *,
+    fingerprint: str,
+    max_queued: int,
+    waker: Waker,
+) -> Acceptance:
+    mutation_id = new_id("mut")
+    url = status_url(scope, mutation_id)
+    if options.idempotency_key is not None:
+        view = accepted_view(mutation_id, submission.operation, submission.resource_ids, url)
+        earlier = await _claim_key(session, scope, options.idempotency_key, fingerprint, view)
+        if earlier is not None:
+            return earlier
+    seq = await _next_seq(session, scope, max_queued)
+    session.add(_new_mutation(scope, mutation_id, seq, submission, options))
+    await session.flush()
+    await wake_after_commit(session, waker, MUTATIONS_CHANNEL)
+    return Acceptance(
+        accepted_view(mutation_id, submission.operation, submission.resource_ids, url), replayed=False
+    )
+
+
+def _new_mutation(
+    scope: Scope, mutation_id: str, seq: int, submission: Submission, options: WriteOptions
+) -> Mutation:
+    return Mutation(
+        region_id=scope.region_id,
+        sandbox=scope.sandbox,
+        id=mutation_id,
+        seq=seq,
+        operation=submission.operation,
+        status="queued",
+        payload={"items": submission.items},
+        resource_ids=submission.resource_ids,
+        results=None,
+        succeeded_count=0,
+        failed_count=0,
+        idempotency_key=options.idempotency_key,
+        callback_url=options.callback_url,
+        attempts=0,
+        created_at=utc_now(),
+    )
+
+
+async def _claim_key(
+    session: AsyncSession, scope: Scope, key: str, fingerprint: str, view: dict[str, Any]
+) -> Acceptance | None:
+    """Inserts the record first: of two identical requests at once, the second waits on this row."""
+    now = utc_now()
+    record = IdempotencyRecord(
+        region_id=scope.region_id,
+        sandbox=scope.sandbox,
+        key=key,
+        request_hash=fingerprint,
+        mutation_id=view["mutationId"],
+        response=view,
+        created_at=now,
+        expires_at=now + IDEMPOTENCY_RETENTION,
+    )
+    try:
+        async with session.begin_nested():
+            session.add(record)
+            await session.flush()
+    except IntegrityError:
+        earlier = await find_replay(session, scope, key, fingerprint)
+        if earlier is None:
+            raise IdempotencyKeyInUse() from None
+        return earlier
+    return None
+
+
+async def _next_seq(session: AsyncSession, scope: Scope, max_queued: int) -> int:
+    """Raises the lane's acceptance counter (creating counter and lane on first use); enforces the limit."""
+    insert = pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
+    key = {"region_id": scope.region_id, "sandbox": scope.sandbox}
+    raise_counter = (
+        insert(MutationCounter)
+        .values(**key, last_accepted_seq=1)
+        .on_conflict_do_update(
+            index_elements=["region_id", "sandbox"],
+            set_={"last_accepted_seq": MutationCounter.last_accepted_seq + 1},
+        )
+        .returning(MutationCounter.last_accepted_seq)
+    )
+    seq: int = (await session.execute(raise_counter)).scalar_one()
+    if seq == 1:
+        new_lane = insert(MutationLane).values(**key, last_done_seq=0, change_seq=0, transient_failures=0)
+        await session.execute(new_lane.on_conflict_do_nothing(index_elements=["region_id", "sandbox"]))
+    if await unfinished_in_region(session, scope.region_id) > max_queued:
+        raise QueueFull(
+            "Too many unfinished mutations in this region; retry later",
+            headers={"retry-after": str(QUEUE_FULL_RETRY_SECONDS)},
+        )
+    return seq
+
+
+async def unfinished_in_region(session: AsyncSession, region_id: str) -> int:
+    """Accepted but not yet done, over the region's live and sandbox lanes."""
+    accepted = await session.scalar(
+        region_wide(select(func.sum(MutationCounter.last_accepted_seq)), MutationCounter, region_id)
+    )
+    done = await session.scalar(
+        region_wide(select(func.sum(MutationLane.last_done_seq)), MutationLane, region_id)
+    )
+    return int(accepted or 0) - int(done or 0)
+
+
+async def forget_expired_keys(session: AsyncSession, scope: Scope) -> int:
+    """The retention clean-up of one lane's idempotency records."""
+    result = await session.execute(
+        scoped(delete(IdempotencyRecord), IdempotencyRecord, scope).where(
+            IdempotencyRecord.expires_at < utc_now()
+        )
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

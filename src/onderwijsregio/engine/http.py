@@ -1,0 +1,102 @@
+"""Accepting a write over HTTP (contract §2.1, §2.2, §2.4): options, replay, the 202 answer.
+
+Domain routes build their Submission (after their own checks) and hand it here; this module knows
+nothing of candidates or any other domain.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Header, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
+
+from onderwijsregio.auth.schemas import RegionContext
+from onderwijsregio.context import app_context
+from onderwijsregio.engine.accept import (
+    Acceptance,
+    Submission,
+    WriteOptions,
+    accept,
+    find_replay,
+    request_hash,
+)
+from onderwijsregio.envelope import request_state, respond
+from onderwijsregio.errors import BadRequest
+from onderwijsregio.outbound.urls import check_url
+from onderwijsregio.scope import Scope
+
+_VISIBLE_ASCII = re.compile(r"^[\x21-\x7e]{1,255}$")
+IDEMPOTENCY_PARAMETER = "idempotencyKey"
+
+
+def write_options(
+    callback_url: Annotated[
+        str | None,
+        Query(alias="callbackUrl", description="Absolute https:// URL to POST the outcome to (§2.5)"),
+    ] = None,
+    idempotency_key: Annotated[
+        str | None, Query(alias="idempotencyKey", description="1–255 visible ASCII characters (§2.4)")
+    ] = None,
+    idempotency_header: Annotated[
+        str | None, Header(alias="Idempotency-Key", description="Alias of the idempotencyKey parameter")
+    ] = None,
+) -> WriteOptions:
+    if (
+        idempotency_key is not None
+        and idempotency_header is not None
+        and idempotency_key != idempotency_header
+    ):
+        raise BadRequest("idempotencyKey and the Idempotency-Key header differ")
+    key = idempotency_key if idempotency_key is not None else idempotency_header
+    if key is not None and not _VISIBLE_ASCII.match(key):
+        raise BadRequest("An idempotency key is 1-255 visible ASCII characters")
+    return WriteOptions(idempotency_key=key, callback_url=callback_url)
+
+
+async def accept_write(
+    request: Request,
+    caller: RegionContext,
+    session: AsyncSession,
+    options: WriteOptions,
+    submit: Callable[[], Awaitable[Submission]],
+    *,
+    scope: Scope | None = None,
+) -> Response:
+    """The 202 for a write: a replay when the key was seen, else the route's checks, then acceptance."""
+    scope = scope or caller.scope
+    context = app_context(request)
+    fingerprint = await _fingerprint(request)
+    if options.idempotency_key is not None:
+        earlier = await find_replay(session, scope, options.idempotency_key, fingerprint)
+        if earlier is not None:
+            return _accepted(request, scope, earlier)
+    if options.callback_url is not None:
+        await check_url(options.callback_url, context.url_policy)
+    submission = await submit()
+    acceptance = await accept(
+        session,
+        scope,
+        submission,
+        options,
+        fingerprint=fingerprint,
+        max_queued=caller.region.max_queued_mutations,
+        waker=context.engine.mutations_waker,
+    )
+    return _accepted(request, scope, acceptance)
+
+
+async def _fingerprint(request: Request) -> str:
+    query = [(k, v) for k, v in request.query_params.multi_items() if k != IDEMPOTENCY_PARAMETER]
+    return request_hash(request.method, request.scope["path"], query, await request.body())
+
+
+def _accepted(request: Request, scope: Scope, acceptance: Acceptance) -> Response:
+    request_state(request)["sandbox"] = scope.sandbox
+    headers = {"location": acceptance.data["statusUrl"], "retry-after": "1"}
+    if acceptance.replayed:
+        headers["idempotent-replayed"] = "true"
+    return respond(request, acceptance.data, "Mutation accepted", 202, headers=headers)

@@ -1,0 +1,98 @@
+"""The operations the engine can execute, registered by the domains (the engine imports none).
+
+An operation applies a mutation's items one by one, each under its own savepoint. It may also
+have a prepare step, which the worker runs for every item ahead of the ordered apply, outside any
+database transaction and in parallel (fetching a file, for instance); its result is handed to the
+apply step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from onderwijsregio.engine.models import MutationLane
+from onderwijsregio.scope import Scope
+
+
+@dataclass(frozen=True, slots=True)
+class ItemOutcome:
+    resource_type: str
+    resource_id: str
+    action: str  # created, updated, archived, unarchived, deleted, added, removed
+
+
+class ItemFailed(Exception):
+    """A permanent failure of one item: recorded in the mutation's results; the others go on."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class ApplyContext:
+    """What an apply step works with: the batch's transaction, the scope, and the change sequence."""
+
+    session: AsyncSession
+    scope: Scope
+    mutation_id: str
+    now: datetime
+    lane: MutationLane = field(repr=False)
+
+    def next_change(self) -> int:
+        """The next number of this (region, sandbox)'s change sequence (contract §1.3)."""
+        self.lane.change_seq += 1
+        return self.lane.change_seq
+
+
+@dataclass(frozen=True)
+class PrepareContext:
+    scope: Scope
+    mutation_id: str
+
+
+ApplyItem = Callable[[ApplyContext, dict[str, Any], Any], Awaitable[ItemOutcome]]
+PrepareItem = Callable[[PrepareContext, dict[str, Any]], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    apply_item: ApplyItem
+    prepare_item: PrepareItem | None = None
+
+
+_OPERATIONS: dict[str, Operation] = {}
+
+
+def register(operation: Operation) -> Operation:
+    _OPERATIONS[operation.name] = operation
+    return operation
+
+
+def operation_named(name: str) -> Operation | None:
+    return _OPERATIONS.get(name)
+
+
+def registered_names() -> list[str]:
+    return sorted(_OPERATIONS)
+
+
+# What the sandbox reset clears, contributed by every domain that keeps sandbox data.
+ResetStep = Callable[[AsyncSession, Scope, str], Awaitable[None]]
+_RESET_STEPS: list[ResetStep] = []
+
+
+def on_sandbox_reset(step: ResetStep) -> ResetStep:
+    _RESET_STEPS.append(step)
+    return step
+
+
+def sandbox_reset_steps() -> list[ResetStep]:
+    return list(_RESET_STEPS)

@@ -1,0 +1,70 @@
+"""The engine's background tasks in one process: workers, callback delivery, maintenance, LISTEN.
+
+`serve` runs them beside the API (ONDERWIJSREGIO_WORKERS worker tasks, none with --no-worker);
+`onderwijsregio worker` runs them alone. Any number of processes may run them at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import time
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from onderwijsregio.engine.callbacks import CallbackDispatcher
+from onderwijsregio.engine.maintenance import Maintenance
+from onderwijsregio.engine.signing import SecretBox
+from onderwijsregio.engine.wakeup import CALLBACKS_CHANNEL, MUTATIONS_CHANNEL, Waker, listen_forever
+from onderwijsregio.engine.worker import EngineTuning, Worker
+from onderwijsregio.outbound.urls import UrlPolicy
+
+
+@dataclass
+class Engine:
+    database_url: str
+    sessions: async_sessionmaker[AsyncSession]
+    write_sessions: async_sessionmaker[AsyncSession]
+    box: SecretBox
+    policy: UrlPolicy
+    wipe_at: time
+    tuning: EngineTuning = field(default_factory=EngineTuning)
+    mutations_waker: Waker = field(default_factory=Waker)
+    callbacks_waker: Waker = field(default_factory=Waker)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def worker(self, number: int) -> Worker:
+        name = f"{socket.gethostname()}:{os.getpid()}:{number}"
+        return Worker(
+            name, self.sessions, self.write_sessions, self.mutations_waker, self.callbacks_waker, self.tuning
+        )
+
+    def dispatcher(self) -> CallbackDispatcher:
+        return CallbackDispatcher(
+            self.sessions, self.write_sessions, self.callbacks_waker, self.box, self.policy
+        )
+
+    def start(self, workers: int) -> None:
+        """Starts the background tasks; with no workers, nothing runs here (another process works)."""
+        if workers <= 0:
+            return
+        jobs = [self.worker(n).run_forever() for n in range(workers)]
+        jobs += [
+            self.dispatcher().run_forever(),
+            Maintenance(self.write_sessions, self.mutations_waker, self.wipe_at).run_forever(),
+        ]
+        if self.database_url.startswith("postgresql"):
+            channels = {MUTATIONS_CHANNEL: self.mutations_waker, CALLBACKS_CHANNEL: self.callbacks_waker}
+            jobs.append(listen_forever(self.database_url, channels))
+        self._tasks = [asyncio.create_task(job) for job in jobs]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []

@@ -1,0 +1,367 @@
+"""Workers: claim a lane, prepare its next batch outside any transaction, apply it in one.
+
+- In order per (region, sandbox): a lane is applied by one worker at a time (its lease), in `seq`.
+- Fair across regions: a worker takes one batch of the lane it served longest ago, then lets go.
+- Exactly-once effect: the items' changes, the mutations' final status and the lane's
+  `last_done_seq` commit together, and only while the lease (checked under a row lock) is ours.
+- A killed worker's lease runs out and another worker applies the batch again from the start.
+- A transient failure (the database away, a deadlock) backs off and keeps its place; after
+  MAX_STALL the head mutation fails so the lane moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, literal, or_, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from onderwijsregio.clock import utc_now
+from onderwijsregio.db import UtcDateTime
+from onderwijsregio.engine.models import (
+    FINAL,
+    UNFINISHED,
+    CallbackDelivery,
+    Mutation,
+    MutationCounter,
+    MutationLane,
+)
+from onderwijsregio.engine.operations import (
+    ApplyContext,
+    ItemFailed,
+    ItemOutcome,
+    PrepareContext,
+    operation_named,
+)
+from onderwijsregio.engine.wakeup import CALLBACKS_CHANNEL, Waker, wake_after_commit
+from onderwijsregio.ids import new_id
+from onderwijsregio.scope import Scope, scoped
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineTuning:
+    lease: timedelta = timedelta(seconds=30)
+    batch_size: int = 50
+    poll_seconds: float = 1.0
+    max_stall: timedelta = timedelta(minutes=10)
+    max_backoff_seconds: float = 60.0
+    prepare_concurrency: int = 8
+
+
+@dataclass(frozen=True)
+class Claim:
+    scope: Scope
+    token: str
+    after_seq: int  # the lane's last_done_seq when claimed
+    through_seq: int
+
+
+class LeaseLost(Exception):
+    """Another worker took the lane over (our lease ran out): our batch must not be applied."""
+
+
+@dataclass
+class Prepared:
+    """Results of the prepare step, by (mutation id, item index): a value, or the item's failure."""
+
+    values: dict[tuple[str, int], Any] = field(default_factory=dict)
+
+
+@dataclass
+class Worker:
+    name: str
+    sessions: async_sessionmaker[AsyncSession]
+    write_sessions: async_sessionmaker[AsyncSession]
+    mutations_waker: Waker
+    callbacks_waker: Waker
+    tuning: EngineTuning = field(default_factory=EngineTuning)
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                worked = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("worker %s: %s; trying again", self.name, type(error).__name__, exc_info=True)
+                await asyncio.sleep(1)
+                continue
+            if not worked:
+                await self.mutations_waker.wait(self.tuning.poll_seconds)
+
+    async def run_once(self) -> bool:
+        """Applies one batch of one lane; False when no lane has work."""
+        claim = await self.claim()
+        if claim is None:
+            return False
+        await self.process(claim)
+        return True
+
+    async def claim(self) -> Claim | None:
+        now = utc_now()
+        async with self.write_sessions() as session, session.begin():
+            for lane, accepted in await _lanes_with_work(session, now):
+                token = secrets.token_hex(16)
+                taken = await session.execute(
+                    scoped(update(MutationLane), MutationLane, Scope(lane.region_id, lane.sandbox))
+                    .where(or_(MutationLane.locked_until.is_(None), MutationLane.locked_until < now))
+                    .values(
+                        lease_token=token,
+                        locked_by=self.name,
+                        locked_until=now + self.tuning.lease,
+                        last_claimed_at=now,
+                    )
+                )
+                if taken.rowcount != 1:  # type: ignore[attr-defined]
+                    continue  # another worker was quicker
+                claim = Claim(
+                    Scope(lane.region_id, lane.sandbox),
+                    token,
+                    lane.last_done_seq,
+                    min(accepted, lane.last_done_seq + self.tuning.batch_size),
+                )
+                await _mark_processing(session, claim, now)
+                return claim
+        return None
+
+    async def process(self, claim: Claim) -> None:
+        async with self.sessions() as session:
+            batch = await _batch(session, claim)
+        prepared = await self._prepare(claim.scope, batch)
+        try:
+            await self._apply(claim, prepared)
+        except LeaseLost:
+            log.warning("worker %s lost its lease; the batch is left to the new holder", self.name)
+        except IntegrityError:
+            raise
+        except DBAPIError as error:
+            await self._back_off(claim, error)
+
+    async def _prepare(self, scope: Scope, batch: Sequence[Mutation]) -> Prepared:
+        """Runs every item's prepare step in parallel, outside any database transaction."""
+        prepared = Prepared()
+        limit = asyncio.Semaphore(self.tuning.prepare_concurrency)
+
+        async def one(mutation: Mutation, index: int, item: dict[str, Any]) -> None:
+            operation = operation_named(mutation.operation)
+            if operation is None or operation.prepare_item is None:
+                return
+            async with limit:
+                try:
+                    result: Any = await operation.prepare_item(PrepareContext(scope, mutation.id), item)
+                except ItemFailed as failure:
+                    result = failure
+            prepared.values[(mutation.id, index)] = result
+
+        await asyncio.gather(
+            *(
+                one(mutation, index, item)
+                for mutation in batch
+                if mutation.status in UNFINISHED and mutation.payload
+                for index, item in enumerate(mutation.payload["items"])
+            )
+        )
+        return prepared
+
+    async def _apply(self, claim: Claim, prepared: Prepared) -> None:
+        async with self.write_sessions() as session, session.begin():
+            lane = await session.scalar(
+                scoped(select(MutationLane), MutationLane, claim.scope).with_for_update()
+            )
+            if lane is None or lane.lease_token != claim.token:
+                raise LeaseLost()
+            now = utc_now()
+            callbacks = False
+            for mutation in await _batch(session, claim):
+                if mutation.status not in FINAL:
+                    await _apply_mutation(session, lane, mutation, prepared, now)
+                    callbacks = await _queue_callback(session, mutation, now) or callbacks
+            lane.last_done_seq = claim.through_seq
+            _release(lane)
+            lane.stalled_since, lane.transient_failures = None, 0
+            if callbacks:
+                await wake_after_commit(session, self.callbacks_waker, CALLBACKS_CHANNEL)
+
+    async def _back_off(self, claim: Claim, error: Exception) -> None:
+        """Keeps the batch's place; waits longer each time; fails the head mutation after MAX_STALL."""
+        log.warning("worker %s: transient %s on a batch; backing off", self.name, type(error).__name__)
+        try:
+            async with self.write_sessions() as session, session.begin():
+                lane = await session.scalar(
+                    scoped(select(MutationLane), MutationLane, claim.scope).with_for_update()
+                )
+                if lane is None or lane.lease_token != claim.token:
+                    return
+                now = utc_now()
+                lane.stalled_since = lane.stalled_since or now
+                lane.transient_failures += 1
+                if now - lane.stalled_since >= self.tuning.max_stall:
+                    await _give_up_on_head(session, lane, claim, now)
+                else:
+                    lane.available_at = now + timedelta(seconds=self._backoff(lane.transient_failures))
+                _release(lane)
+        except DBAPIError:
+            pass  # the database is still away: the lease runs out and the batch is tried again
+
+    def _backoff(self, failures: int) -> float:
+        """Exponential with full jitter, capped."""
+        ceiling = min(self.tuning.max_backoff_seconds, 0.1 * 2 ** min(failures, 20))
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not a secret
+
+
+async def _lanes_with_work(session: AsyncSession, now: datetime) -> list[tuple[MutationLane, int]]:
+    """Lanes with accepted mutations not yet done, free and not backing off; longest unserved first."""
+    rows = await session.execute(
+        select(MutationLane, MutationCounter.last_accepted_seq)
+        .join(
+            MutationCounter,
+            (MutationCounter.region_id == MutationLane.region_id)
+            & (MutationCounter.sandbox == MutationLane.sandbox),
+        )
+        .where(
+            MutationCounter.last_accepted_seq > MutationLane.last_done_seq,
+            or_(MutationLane.locked_until.is_(None), MutationLane.locked_until < now),
+            or_(MutationLane.available_at.is_(None), MutationLane.available_at <= now),
+        )
+        .order_by(MutationLane.last_claimed_at.asc().nulls_first())
+        .limit(5)
+        .execution_options(cross_region=True)  # choosing which region to serve next
+    )
+    return [(lane, accepted) for lane, accepted in rows]
+
+
+async def _mark_processing(session: AsyncSession, claim: Claim, now: datetime) -> None:
+    await session.execute(
+        scoped(update(Mutation), Mutation, claim.scope)
+        .where(
+            Mutation.seq > claim.after_seq, Mutation.seq <= claim.through_seq, Mutation.status.in_(UNFINISHED)
+        )
+        .values(
+            status="processing",
+            started_at=func.coalesce(Mutation.started_at, literal(now, UtcDateTime())),
+            attempts=Mutation.attempts + 1,
+        )
+    )
+
+
+async def _batch(session: AsyncSession, claim: Claim) -> Sequence[Mutation]:
+    return (
+        await session.scalars(
+            scoped(select(Mutation), Mutation, claim.scope)
+            .where(Mutation.seq > claim.after_seq, Mutation.seq <= claim.through_seq)
+            .order_by(Mutation.seq)
+        )
+    ).all()
+
+
+async def _apply_mutation(
+    session: AsyncSession, lane: MutationLane, mutation: Mutation, prepared: Prepared, now: datetime
+) -> None:
+    operation = operation_named(mutation.operation)
+    items: list[dict[str, Any]] = (mutation.payload or {}).get("items", [])
+    context = ApplyContext(session, Scope(mutation.region_id, mutation.sandbox), mutation.id, now, lane)
+    results = []
+    for index, item in enumerate(items):
+        if operation is None:
+            outcome: ItemOutcome | ItemFailed = ItemFailed("unknown_operation", "This server cannot apply it")
+        else:
+            outcome = await _apply_item(
+                context, operation.apply_item, item, prepared.values.get((mutation.id, index))
+            )
+        results.append(_result(index, outcome))
+    _finish(mutation, results, utc_now())
+
+
+async def _apply_item(
+    context: ApplyContext, apply_item: Any, item: dict[str, Any], prepared: Any
+) -> ItemOutcome | ItemFailed:
+    """One item under its own savepoint: a failure undoes only that item's changes."""
+    if isinstance(prepared, ItemFailed):
+        return prepared
+    try:
+        async with context.session.begin_nested():
+            outcome: ItemOutcome = await apply_item(context, item, prepared)
+            return outcome
+    except ItemFailed as failure:
+        return failure
+    except IntegrityError:
+        return ItemFailed("conflict", "The change conflicts with existing data")
+    except DBAPIError:
+        raise  # transient: the whole batch backs off
+    except Exception as error:
+        log.error("item of %s failed: %s", context.mutation_id, type(error).__name__, exc_info=True)
+        return ItemFailed("internal_error", "The item could not be applied")
+
+
+def _result(index: int, outcome: ItemOutcome | ItemFailed) -> dict[str, Any]:
+    if isinstance(outcome, ItemFailed):
+        return {
+            "index": index,
+            "status": "failed",
+            "error": {"code": outcome.code, "message": outcome.message},
+        }
+    return {
+        "index": index,
+        "status": "succeeded",
+        "resourceType": outcome.resource_type,
+        "resourceId": outcome.resource_id,
+        "action": outcome.action,
+    }
+
+
+def _finish(mutation: Mutation, results: list[dict[str, Any]], now: datetime) -> None:
+    failed = sum(1 for r in results if r["status"] == "failed")
+    mutation.results = results
+    mutation.succeeded_count, mutation.failed_count = len(results) - failed, failed
+    mutation.status = "failed" if failed else "succeeded"
+    mutation.completed_at = now
+    mutation.started_at = mutation.started_at or now
+    mutation.payload = None  # nobody may read it, so it is not kept
+
+
+async def _queue_callback(session: AsyncSession, mutation: Mutation, now: datetime) -> bool:
+    """The outbox row, in the transaction that completes the mutation (§2.5)."""
+    if mutation.callback_url is None or mutation.status not in ("succeeded", "failed"):
+        return False
+    session.add(
+        CallbackDelivery(
+            region_id=mutation.region_id,
+            sandbox=mutation.sandbox,
+            id=new_id("dlv"),
+            mutation_id=mutation.id,
+            url=mutation.callback_url,
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
+    return True
+
+
+async def _give_up_on_head(session: AsyncSession, lane: MutationLane, claim: Claim, now: datetime) -> None:
+    head = await session.scalar(
+        scoped(select(Mutation), Mutation, claim.scope).where(Mutation.seq == claim.after_seq + 1)
+    )
+    if head is not None and head.status not in FINAL:
+        items = (head.payload or {}).get("items", [])
+        failure = ItemFailed("transient_error", "The database kept failing for 10 minutes")
+        _finish(head, [_result(i, failure) for i in range(len(items))] or [_result(0, failure)], now)
+        head.last_error = "transient_error"
+        await _queue_callback(session, head, now)
+    lane.last_done_seq = claim.after_seq + 1
+    lane.stalled_since, lane.available_at, lane.transient_failures = None, None, 0
+
+
+def _release(lane: MutationLane) -> None:
+    lane.lease_token, lane.locked_by, lane.locked_until = None, None, None

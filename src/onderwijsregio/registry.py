@@ -1,0 +1,8 @@
+"""Imports every domain module that registers Mutation Engine operations, for processes that apply
+mutations without serving the API (the app imports them through its routes)."""
+
+from __future__ import annotations
+
+
+def register_operations() -> None:
+    from onderwijsregio.sandbox import apply  # noqa: F401
