@@ -24,7 +24,9 @@ from onderwijsregio.app import create_app
 from onderwijsregio.config import Settings
 from onderwijsregio.db import make_engine
 from onderwijsregio.migrate import apply_migrations, startup_lock
+from tests import engine_ops
 from tests.scope_guard import ScopeGuard
+from tests.test_routes import add_test_write_route
 
 BACKEND = os.environ.get("ONDERWIJSREGIO_TEST_BACKEND", "sqlite")
 POSTGRES_URL = os.environ.get(
@@ -68,6 +70,14 @@ def settings(database_url: str, var_dir: Path) -> Settings:
         secret_key="test-secret-key-for-cursors",
         rate_limit_storage="memory://",
         env="production",
+        # receivers of callbacks in tests listen on 127.0.0.1
+        allow_http_urls=True,
+        url_allowlist="127.0.0.1,localhost",
+        # several workers, and short engine timings so stalls and leases play out within a test
+        workers=3,
+        engine_lease_seconds=5,
+        engine_poll_seconds=0.2,
+        engine_max_stall_seconds=3,
     )
 
 
@@ -85,8 +95,10 @@ def scope_guard() -> ScopeGuard:
 @pytest.fixture(scope="session")
 async def app(migrated: str, settings: Settings, scope_guard: ScopeGuard) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
+    add_test_write_route(application)
     async with application.router.lifespan_context(application):
         scope_guard.watch(application.state.context.database)
+        await engine_ops.create_tables(application.state.context.database)
         yield application
     scope_guard.assert_clean()
 

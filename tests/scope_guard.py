@@ -20,14 +20,26 @@ _SANDBOX = re.compile(r"(?:^|[\s(.])\"?sandbox\"?\s*(?:=|IS\b|IN\b)", re.IGNOREC
 
 
 def _constrains_scope(statement: str) -> bool:
-    """Both scope columns compared in the WHERE clause, and no OR that could widen it."""
+    """Both scope columns compared at the top level of the WHERE clause, where no OR can widen it."""
     where = re.split(r"\bWHERE\b", statement, maxsplit=1, flags=re.IGNORECASE)
     if len(where) < 2:
         return False
-    condition = where[1]
+    condition = _top_level(where[1])
     return bool(_REGION.search(condition) and _SANDBOX.search(condition)) and not re.search(
         r"\bOR\b", condition, re.IGNORECASE
     )
+
+
+def _top_level(condition: str) -> str:
+    """The condition with everything inside parentheses blanked out."""
+    depth, kept = 0, []
+    for char in condition:
+        if char == "(":
+            depth += 1
+        kept.append(char if depth == 0 else " ")
+        if char == ")":
+            depth = max(0, depth - 1)
+    return "".join(kept)
 
 
 def region_data_tables() -> list[str]:
