@@ -30,9 +30,13 @@ async def submit(
 
 
 async def accepted(
-    client: httpx.AsyncClient, tenant: Tenant, items: list[dict[str, Any]], **params: str
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    items: list[dict[str, Any]],
+    headers: dict[str, str] | None = None,
+    **params: str,
 ) -> str:
-    response = await submit(client, tenant, items, **params)
+    response = await submit(client, tenant, items, headers, **params)
     assert response.status_code == 202, response.text
     mutation_id: str = response.json()["data"]["mutationId"]
     return mutation_id

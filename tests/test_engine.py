@@ -97,7 +97,7 @@ async def test_regions_progress_side_by_side(client: httpx.AsyncClient, make_ten
 async def test_failed_items_are_reported_and_the_rest_applied(
     client: httpx.AsyncClient, tenant: Tenant, sessions: Sessions
 ) -> None:
-    items = [
+    items: list[dict[str, Any]] = [
         {"value": "ok1"},
         {"value": "no", "fail": "permanent"},
         {"value": "bug", "fail": "crash"},
