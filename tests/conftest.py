@@ -84,6 +84,11 @@ def settings(database_url: str, var_dir: Path) -> Settings:
 @pytest.fixture(scope="session")
 async def migrated(database_url: str) -> str:
     await reset_database(database_url)
+    engine = make_engine(database_url)
+    try:
+        await engine_ops.create_tables(engine)
+    finally:
+        await engine.dispose()
     return database_url
 
 
@@ -98,7 +103,6 @@ async def app(migrated: str, settings: Settings, scope_guard: ScopeGuard) -> Asy
     add_test_write_route(application)
     async with application.router.lifespan_context(application):
         scope_guard.watch(application.state.context.database)
-        await engine_ops.create_tables(application.state.context.database)
         yield application
     scope_guard.assert_clean()
 

@@ -21,6 +21,13 @@ async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def write_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A transaction that may change data, for the rare reading route that writes (a first-use default)."""
+    async with app_context(request).write_sessions() as session, session.begin():
+        yield session
+
+
 # `scope="function"`: the transaction ends (commits) before the answer is sent, so a client that
 # reads right after a 200/201 sees what it wrote.
 DbSession = Annotated[AsyncSession, Depends(db_session, scope="function")]
+WriteDbSession = Annotated[AsyncSession, Depends(write_session, scope="function")]

@@ -12,7 +12,7 @@ from onderwijsregio.auth.dependencies import RegionManage
 from onderwijsregio.auth.schemas import RegionContext
 from onderwijsregio.clock import to_rfc3339
 from onderwijsregio.context import AppContext, app_context
-from onderwijsregio.dependencies import DbSession
+from onderwijsregio.dependencies import DbSession, WriteDbSession
 from onderwijsregio.engine import signing
 from onderwijsregio.envelope import Envelope, respond
 from onderwijsregio.middleware import API_PREFIX
@@ -39,7 +39,7 @@ def _view(keys: signing.SigningKeys) -> dict[str, str | None]:
     responses=error_responses(400, 401, 403, 429),
 )
 async def read_signing_secret(
-    request: Request, caller: Managing, session: DbSession, context: Context
+    request: Request, caller: Managing, session: WriteDbSession, context: Context
 ) -> Response:
     keys = await signing.signing_keys(session, context.engine.box, caller.region.id)
     return respond(request, _view(keys), "Signing secret retrieved")
