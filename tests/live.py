@@ -11,9 +11,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -49,11 +51,17 @@ def fresh_database(workdir: Path) -> Iterator[str]:
         finally:
             await connection.close()
 
-    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    _in_own_loop(run(f'CREATE DATABASE "{name}"'))
     try:
         yield str(url.set(database=name).render_as_string(hide_password=False))
     finally:
-        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        _in_own_loop(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _in_own_loop(job: Coroutine[Any, Any, None]) -> None:
+    """Runs a coroutine to its end on a loop of its own (callers may be inside a running loop)."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, job).result()
 
 
 def environment(database_url: str, **extra: str) -> dict[str, str]:

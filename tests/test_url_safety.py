@@ -149,3 +149,54 @@ async def test_literals_are_never_looked_up() -> None:
         await check_url("https://10.0.0.1/hook", STRICT, resolver)
     await check_url("https://93.184.216.34/hook", STRICT, resolver)
     assert resolver.lookups == []
+
+
+class CountingResolver(FakeResolver):
+    """Answers differently on each look-up, like a rebinding attacker's DNS."""
+
+    def __init__(self, answers: list[list[str]]) -> None:
+        super().__init__({})
+        self.answers = answers
+
+    async def __call__(self, host: str, port: int) -> Sequence[str]:
+        self.lookups.append(host)
+        return self.answers[min(len(self.lookups), len(self.answers)) - 1]
+
+
+async def test_connections_go_only_to_the_address_that_was_checked() -> None:
+    """A name allowed as written is reached at the address its check resolved, Host and all."""
+    from onderwijsregio.outbound import client
+    from tests.receiver import Receiver
+
+    receiver = Receiver()
+    try:
+        policy = UrlPolicy.from_setting(allow_http=True, allowlist="pinned.test")
+        resolver = FakeResolver({"pinned.test": ["127.0.0.1"]})
+        answer = await client.post(
+            f"http://pinned.test:{receiver.port}/hook?x=1", b"{}", {}, policy=policy, resolver=resolver
+        )
+        assert answer.status_code == 200
+        [request] = receiver.requests
+        assert request.path == "/hook?x=1"
+        assert request.headers["host"] == f"pinned.test:{receiver.port}"
+    finally:
+        receiver.close()
+
+
+async def test_rebinding_to_a_private_address_never_connects() -> None:
+    """Public at submission, private when connecting: refused, and no connection is made."""
+    from onderwijsregio.outbound import client
+    from tests.receiver import Receiver
+
+    receiver = Receiver()
+    try:
+        resolver = CountingResolver([["93.184.216.34"], ["127.0.0.1"]])
+        policy = UrlPolicy.from_setting(allow_http=True, allowlist="")
+        url = f"http://rebind.example.org:{receiver.port}/hook"
+        await check_url(url, policy, resolver)  # the submission check passes
+        with pytest.raises(UrlNotAllowed):
+            await client.post(url, b"{}", {}, policy=policy, resolver=resolver)
+        assert resolver.lookups == ["rebind.example.org", "rebind.example.org"]
+        assert receiver.requests == []
+    finally:
+        receiver.close()

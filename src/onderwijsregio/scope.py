@@ -8,7 +8,7 @@ scope to a query. The guard tests check both.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack, cast
 
 from sqlalchemy import Boolean, Delete, ForeignKey, Select, String, Update
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
@@ -38,12 +38,13 @@ class RegionScoped:
         return mapped_column(Boolean, nullable=False, sort_order=-99)
 
 
-Statement = TypeVar("Statement", Select[Any], Update, Delete)
+Statement = TypeVar("Statement", bound=Select[Unpack[tuple[Any, ...]]] | Update | Delete)
 
 
 def scoped(statement: Statement, model: type[RegionScoped], scope: Scope) -> Statement:
     """Confine a query, change or deletion of a region-data model to one region and one mode."""
-    return statement.where(model.region_id == scope.region_id, model.sandbox == scope.sandbox)
+    confined = statement.where(model.region_id == scope.region_id, model.sandbox == scope.sandbox)
+    return cast(Statement, confined)  # .where() returns the statement's own type; mypy loses it in the union
 
 
 def region_wide(statement: Select[Any], model: type[RegionScoped], region_id: str) -> Select[Any]:
