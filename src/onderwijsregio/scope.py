@@ -8,7 +8,7 @@ scope to a query. The guard tests check both.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, TypeVar, Unpack, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Boolean, Delete, ForeignKey, Select, String, Update
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
@@ -38,7 +38,7 @@ class RegionScoped:
         return mapped_column(Boolean, nullable=False, sort_order=-99)
 
 
-Statement = TypeVar("Statement", bound=Select[Unpack[tuple[Any, ...]]] | Update | Delete)
+Statement = TypeVar("Statement", bound=Select[*tuple[Any, ...]] | Update | Delete)
 
 
 def scoped(statement: Statement, model: type[RegionScoped], scope: Scope) -> Statement:
