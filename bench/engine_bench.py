@@ -183,6 +183,15 @@ def python_code(code: str) -> list[str]:
     return [str(PYTHON), "-c", code]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process (all its threads), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # ---------------------------------------------------------------------------------------------
 # the database, and direct SQL on it
 
@@ -286,7 +295,11 @@ class LoadResult:
     seconds: float
     latencies: list[float]
     statuses: Counter[int]
-    mutation_ids: list[str]
+    server_cpu: float  # seconds of CPU the server process used meanwhile
+    client_cpu: float  # seconds of CPU this process used meanwhile
+
+    def cpu_ms(self, seconds: float) -> float:
+        return seconds / max(1, self.accepted) * 1000
 
     @property
     def accepted(self) -> int:
@@ -301,7 +314,9 @@ class LoadResult:
         text = (
             f"{self.accepted} x 202 in {self.seconds:.2f} s = {self.rate:.0f}/s, "
             f"p50 {percentile(self.latencies, 0.5) * 1000:.1f} ms, "
-            f"p99 {percentile(self.latencies, 0.99) * 1000:.1f} ms"
+            f"p99 {percentile(self.latencies, 0.99) * 1000:.1f} ms; CPU per request: server "
+            f"{self.cpu_ms(self.server_cpu):.1f} ms ({self.server_cpu / self.seconds:.0%} of a core), "
+            f"load generator {self.cpu_ms(self.client_cpu):.1f} ms"
         )
         return text + (f", NOT 202: {others}" if others else "")
 
@@ -314,6 +329,7 @@ class ApplyResult:
     seconds: float  # worker ready -> all final
     wall_seconds: float  # worker process spawned -> all final
     db_seconds: float  # first claim (min started_at) -> last completed_at, from the table
+    worker_cpu: float  # seconds of CPU the worker process used from ready to done
 
     @property
     def rate(self) -> float:
@@ -323,7 +339,8 @@ class ApplyResult:
         return (
             f"{self.mutations} mutations, {self.rows} rows ({self.failed} failed) in {self.seconds:.2f} s "
             f"= {self.rate:.0f} rows/s ({self.mutations / self.seconds:.0f} mutations/s); "
-            f"{self.wall_seconds:.2f} s with process start-up; table timestamps span {self.db_seconds:.2f} s"
+            f"{self.wall_seconds:.2f} s with start-up; table timestamps span {self.db_seconds:.2f} s; "
+            f"worker CPU {self.worker_cpu / self.seconds:.0%} of a core"
         )
 
 
@@ -451,12 +468,13 @@ class Bench:
         headers = {"x-api-key": self.require_tenant().region_key}
         return httpx.AsyncClient(base_url=base, limits=limits, timeout=120, headers=headers)
 
-    async def load(self, client: httpx.AsyncClient, requests: int, items: int, tag: str) -> LoadResult:
+    async def load(
+        self, client: httpx.AsyncClient, server: Child, requests: int, items: int, tag: str
+    ) -> LoadResult:
         """`requests` POSTs from `concurrency` tasks, each sending its next request when answered."""
         numbers = iter(range(requests))
         latencies: list[float] = []
         statuses: Counter[int] = Counter()
-        ids: list[str] = []
 
         async def task() -> None:
             for number in numbers:
@@ -465,12 +483,15 @@ class Bench:
                 answer = await client.post(WRITE_PATH, json=body)
                 latencies.append(time.perf_counter() - sent)
                 statuses[answer.status_code] += 1
-                if answer.status_code == 202:
-                    ids.append(answer.json()["data"]["mutationId"])
 
+        server_cpu, client_cpu = cpu_seconds(server.process.pid), time.process_time()
         started = time.perf_counter()
         await asyncio.gather(*(task() for _ in range(self.options.concurrency)))
-        return LoadResult(requests, time.perf_counter() - started, latencies, statuses, ids)
+        seconds = time.perf_counter() - started
+        server_cpu = cpu_seconds(server.process.pid) - server_cpu
+        return LoadResult(
+            requests, seconds, latencies, statuses, server_cpu, time.process_time() - client_cpu
+        )
 
     # -- raw inserts -------------------------------------------------------------------------------
 
@@ -556,14 +577,15 @@ class Bench:
             f"worker-{label}", python_code(WORKER_CODE), {"ONDERWIJSREGIO_WORKERS": "1"}
         )
         ready: float | None = None
+        ready_cpu = 0.0
         deadline = spawned + max(120.0, backlog / 20)
         try:
             while True:
                 now = time.perf_counter()
                 if ready is None and WORKER_READY_LOG in worker.log_path.read_text(errors="replace"):
-                    ready = now
+                    ready, ready_cpu = now, cpu_seconds(worker.process.pid)
                 if await self.final_after(after) >= backlog:
-                    done = time.perf_counter()
+                    done, done_cpu = time.perf_counter(), cpu_seconds(worker.process.pid)
                     break
                 if worker.process.poll() is not None:
                     raise BenchError(f"worker exited early:\n{worker.log_tail()}")
@@ -576,9 +598,11 @@ class Bench:
             say("  (the worker's start-up log line was not seen; timing from process spawn)")
             ready = spawned
         self.drained_seq = through
-        return await self._apply_result(after, through, done - ready, done - spawned)
+        return await self._apply_result(after, through, done - ready, done - spawned, done_cpu - ready_cpu)
 
-    async def _apply_result(self, after: int, through: int, seconds: float, wall: float) -> ApplyResult:
+    async def _apply_result(
+        self, after: int, through: int, seconds: float, wall: float, cpu: float
+    ) -> ApplyResult:
         mutations, rows, failed, db_seconds = await self.require_probe().row(
             APPLIED[self.database.kind],
             self.require_tenant().region_id,
@@ -586,7 +610,7 @@ class Bench:
             through,
         )
         return ApplyResult(
-            int(mutations), int(rows or 0), int(failed or 0), seconds, wall, float(db_seconds or 0)
+            int(mutations), int(rows or 0), int(failed or 0), seconds, wall, float(db_seconds or 0), cpu
         )
 
     # -- end to end --------------------------------------------------------------------------------
@@ -598,7 +622,7 @@ class Bench:
         from_send: list[float] = []
         server_side: list[float] = []
         for number in range(samples):
-            await asyncio.sleep(0.05)  # let the worker go idle again
+            await asyncio.sleep(0.02)  # let the worker go idle again
             sent = time.perf_counter()
             answer = await client.post(WRITE_PATH, json=[{"value": f"{tag}-{number}"}])
             accepted = time.perf_counter()
@@ -649,7 +673,7 @@ class Bench:
         await self.raise_limits(base)
         async with self.client(base, opts.concurrency) as client:
             if opts.warmup:
-                warm = await self.load(client, opts.warmup, 1, "warmup")
+                warm = await self.load(client, server, opts.warmup, 1, "warmup")
                 say(f"warm-up: {warm.describe()}")
                 if warm.accepted != opts.warmup:
                     raise BenchError("warm-up requests were refused; see above")
@@ -657,7 +681,7 @@ class Bench:
                 say(f"warm-up backlog applied: {warm_apply.describe()}")
             for run in range(1, opts.runs + 1):
                 say(f"-- run {run}/{opts.runs}")
-                accept = await self.load(client, opts.accepts, 1, f"a{run}")
+                accept = await self.load(client, server, opts.accepts, 1, f"a{run}")
                 self.figures.accept.append(accept)
                 say(f"  accept 1-item   : {accept.describe()}")
                 raw = await self.raw_insert_rate(run)
@@ -666,7 +690,7 @@ class Bench:
                 apply1 = await self.drain(f"r{run}-1item")
                 self.figures.apply1.append(apply1)
                 say(f"  apply 1-item    : {apply1.describe()}")
-                accept10 = await self.load(client, opts.apply_mutations, 10, f"t{run}")
+                accept10 = await self.load(client, server, opts.apply_mutations, 10, f"t{run}")
                 self.figures.accept10.append(accept10)
                 say(f"  accept 10-item  : {accept10.describe()}")
                 apply10 = await self.drain(f"r{run}-10item")
@@ -721,110 +745,54 @@ def runs_text(values: list[float], fmt: str) -> str:
 
 
 def summary(figures: Figures, options: Options, described: str) -> tuple[str, dict[str, Any]]:
+    """The table of medians (and every run's value), and the same as data for --json."""
     ms = 1000.0
-    accept_rates = [r.rate for r in figures.accept]
-    ratios = [a.rate / raw for a, raw in zip(figures.accept, figures.raw, strict=True)]
-    rows: list[tuple[str, float, str, list[float], str]] = [
-        ("accept rate, 1 item, c=32, no workers", med(accept_rates), "202/s", accept_rates, ".0f"),
+
+    def p(samples: list[list[float]], fraction: float) -> list[float]:
+        return [percentile(s, fraction) * ms for s in samples]
+
+    accept, accept10 = figures.accept, figures.accept10
+    concurrency = options.concurrency
+    rows: list[tuple[str, list[float], str, str]] = [
+        (f"accept rate, 1 item, c={concurrency}, no workers", [r.rate for r in accept], "202/s", ".0f"),
+        ("  latency p50", p([r.latencies for r in accept], 0.5), "ms", ".1f"),
+        ("  latency p99", p([r.latencies for r in accept], 0.99), "ms", ".1f"),
+        ("  server CPU per accept", [r.cpu_ms(r.server_cpu) for r in accept], "ms", ".1f"),
+        ("  load generator CPU per request", [r.cpu_ms(r.client_cpu) for r in accept], "ms", ".1f"),
+        (f"accept rate, 10 items, c={concurrency}, no workers", [r.rate for r in accept10], "202/s", ".0f"),
+        ("raw single-row INSERT+COMMIT", figures.raw, "rows/s", ".0f"),
         (
-            "accept latency p50",
-            med([percentile(r.latencies, 0.5) * ms for r in figures.accept]),
-            "ms",
-            [percentile(r.latencies, 0.5) * ms for r in figures.accept],
-            ".1f",
+            "accept rate / raw INSERT rate",
+            [a.rate / raw * 100 for a, raw in zip(accept, figures.raw, strict=True)],
+            "%",
+            ".2f",
         ),
-        (
-            "accept latency p99",
-            med([percentile(r.latencies, 0.99) * ms for r in figures.accept]),
-            "ms",
-            [percentile(r.latencies, 0.99) * ms for r in figures.accept],
-            ".1f",
-        ),
-        (
-            "accept rate, 10 items, c=32, no workers",
-            med([r.rate for r in figures.accept10]),
-            "202/s",
-            [r.rate for r in figures.accept10],
-            ".0f",
-        ),
-        (
-            "raw single-row INSERT+COMMIT",
-            med(figures.raw),
-            "rows/s",
-            figures.raw,
-            ".0f",
-        ),
-        ("accept rate / raw INSERT rate", med(ratios) * 100, "%", [r * 100 for r in ratios], ".1f"),
-        (
-            "apply rate, 1-item mutations",
-            med([r.rate for r in figures.apply1]),
-            "rows/s",
-            [r.rate for r in figures.apply1],
-            ".0f",
-        ),
-        (
-            "apply rate, 10-item mutations",
-            med([r.rate for r in figures.apply10]),
-            "rows/s",
-            [r.rate for r in figures.apply10],
-            ".0f",
-        ),
-        (
-            "  same, in mutations",
-            med([r.mutations / r.seconds for r in figures.apply10]),
-            "mut/s",
-            [r.mutations / r.seconds for r in figures.apply10],
-            ".0f",
-        ),
-        (
-            "idle end-to-end, 202 -> succeeded, p50",
-            med([percentile(s, 0.5) * ms for s in figures.e2e]),
-            "ms",
-            [percentile(s, 0.5) * ms for s in figures.e2e],
-            ".1f",
-        ),
-        (
-            "idle end-to-end, 202 -> succeeded, p99",
-            med([percentile(s, 0.99) * ms for s in figures.e2e]),
-            "ms",
-            [percentile(s, 0.99) * ms for s in figures.e2e],
-            ".1f",
-        ),
-        (
-            "idle end-to-end, send -> succeeded, p50",
-            med([percentile(s, 0.5) * ms for s in figures.e2e_from_send]),
-            "ms",
-            [percentile(s, 0.5) * ms for s in figures.e2e_from_send],
-            ".1f",
-        ),
-        (
-            "idle, created_at -> completed_at (table), p50",
-            med([percentile(s, 0.5) * ms for s in figures.e2e_server]),
-            "ms",
-            [percentile(s, 0.5) * ms for s in figures.e2e_server],
-            ".1f",
-        ),
+        ("apply rate, 1-item mutations", [r.rate for r in figures.apply1], "rows/s", ".0f"),
+        ("apply rate, 10-item mutations", [r.rate for r in figures.apply10], "rows/s", ".0f"),
+        ("  in mutations", [r.mutations / r.seconds for r in figures.apply10], "mut/s", ".0f"),
+        ("idle end-to-end, 202 -> succeeded, p50", p(figures.e2e, 0.5), "ms", ".1f"),
+        ("idle end-to-end, 202 -> succeeded, p99", p(figures.e2e, 0.99), "ms", ".1f"),
+        ("  request sent -> succeeded, p50", p(figures.e2e_from_send, 0.5), "ms", ".1f"),
+        ("  created_at -> completed_at (table), p50", p(figures.e2e_server, 0.5), "ms", ".1f"),
     ]
     lines = [
         "",
         f"== results: medians of {options.runs} runs ({described})",
-        f"   {options.accepts} accepts and {options.raw_inserts} raw inserts per run, "
-        f"{options.apply_mutations} 10-item mutations per apply run, {options.latency_samples} "
-        "end-to-end samples per run",
+        f"   per run: {options.accepts} 1-item accepts (then applied), {options.apply_mutations} 10-item "
+        f"mutations, {options.raw_inserts} raw inserts, {options.latency_samples} end-to-end samples",
     ]
-    width = max(len(r[0]) for r in rows)
-    for name, value, unit, values, fmt in rows:
-        lines.append(f"{name:<{width}}  {value:>9{fmt}} {unit:<6}  runs: {runs_text(values, fmt)}")
-    data = {
+    width = max(len(name) for name, *_ in rows)
+    data: dict[str, Any] = {}
+    for name, values, unit, fmt in rows:
+        lines.append(f"{name:<{width}}  {med(values):>9{fmt}} {unit:<6}  runs: {runs_text(values, fmt)}")
+        data[name.strip()] = {"median": med(values), "unit": unit, "runs": values}
+    document = {
         "database": options.database,
         "described": described,
         "options": {k: str(v) for k, v in vars(options).items()},
-        "figures": {
-            name.strip(): {"median": value, "unit": unit, "runs": values}
-            for name, value, unit, values, _ in rows
-        },
+        "figures": data,
     }
-    return "\n".join(lines), data
+    return "\n".join(lines), document
 
 
 # ---------------------------------------------------------------------------------------------
@@ -840,8 +808,10 @@ def parse(argv: list[str] | None) -> Options:
     parser.add_argument(
         "--concurrency", type=int, default=32, help="concurrent HTTP tasks (and PG connections)"
     )
-    parser.add_argument("--accepts", type=int, default=2000, help="1-item accepts per run")
-    parser.add_argument("--apply-mutations", type=int, default=2000, help="10-item mutations per apply run")
+    parser.add_argument(
+        "--accepts", type=int, default=1000, help="1-item accepts per run (then the 1-item apply backlog)"
+    )
+    parser.add_argument("--apply-mutations", type=int, default=300, help="10-item mutations per apply run")
     parser.add_argument("--raw-inserts", type=int, default=2000, help="raw INSERT+COMMITs per run")
     parser.add_argument("--latency-samples", type=int, default=100, help="end-to-end samples per run")
     parser.add_argument("--warmup", type=int, default=200, help="1-item accepts before the first run")

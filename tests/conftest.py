@@ -113,6 +113,12 @@ def sessions(app: FastAPI) -> async_sessionmaker[AsyncSession]:
     return factory
 
 
+@pytest.fixture(scope="session")
+def write_sessions(app: FastAPI) -> async_sessionmaker[AsyncSession]:
+    factory: async_sessionmaker[AsyncSession] = app.state.context.write_sessions
+    return factory
+
+
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
