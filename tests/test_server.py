@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 import stat
+import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -12,7 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from onderwijsregio.api_keys import tokens
-from tests.live import environment, fresh_database, run_cli, serve
+from tests.live import COMMAND, environment, fresh_database, run_cli, serve
 
 API = "/api/v2"
 
@@ -167,3 +170,33 @@ def test_access_log_holds_no_query_strings_keys_or_bodies(tmp_path: Path) -> Non
             "Geheime Regio",
         ):
             assert secret not in log, secret
+
+
+def test_serve_without_worker_leaves_work_to_a_worker_process(tmp_path: Path) -> None:
+    """`serve --no-worker` only accepts; a separate `onderwijsregio worker` applies, and stops on SIGTERM."""
+    with fresh_database(tmp_path) as database:
+        env = environment(database, ONDERWIJSREGIO_ENGINE_POLL_SECONDS="0.2")
+        region_id, key = run_cli(
+            ["admin", "create-region", "--name", "Werk"], tmp_path, env
+        ).stdout.splitlines()
+        with serve(tmp_path, env, "--no-worker") as server:
+            accepted = httpx.post(f"{server.url}{API}/sandbox/reset", headers={"x-api-key": key})
+            assert accepted.status_code == 202
+            status_url = f"{server.url}{accepted.headers['location']}"
+            time.sleep(1.5)
+            assert httpx.get(status_url, headers={"x-api-key": key}).json()["data"]["status"] == "queued"
+            worker = subprocess.Popen(
+                [*COMMAND, "worker"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
+            try:
+                deadline = time.monotonic() + 30
+                while (
+                    httpx.get(status_url, headers={"x-api-key": key}).json()["data"]["status"] != "succeeded"
+                ):
+                    assert time.monotonic() < deadline, "the worker process did not apply the mutation"
+                    time.sleep(0.1)
+            finally:
+                worker.send_signal(signal.SIGTERM)
+                _, errors = worker.communicate(timeout=30)
+            assert worker.returncode == 0, errors.decode()[-2000:]
+        assert region_id.startswith("reg_")
