@@ -22,11 +22,7 @@ from onderwijsregio.config import ensure_private_dir, get_settings
 from onderwijsregio.db import make_engine
 from onderwijsregio.logs import configure_logging
 from tests import engine_ops
-from tests.test_routes import TEST_WRITES, add_test_write_route
-
-OPERATION = engine_ops.OPERATION
-WRITE_PATH = TEST_WRITES
-EFFECTS_TABLE = engine_ops.Effect.__tablename__
+from tests.test_routes import add_test_write_route
 
 
 def serve(port: int, run_workers: bool = False, host: str = "127.0.0.1") -> None:

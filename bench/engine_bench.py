@@ -37,10 +37,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import aiosqlite
@@ -88,6 +86,8 @@ SERVE_CODE = "import bench.bench_ops as b; b.serve({port}, run_workers={workers}
 WORKER_CODE = "import tests.engine_ops; from onderwijsregio.cli import main; main(['worker'])"
 CREATE_TABLES_CODE = "import bench.bench_ops as b; b.create_tables()"
 WORKER_READY_LOG = "worker running with"
+EFFECTS_TABLE = "engine_test_effects"  # tests/engine_ops.py: one row per applied item
+COUNT_EFFECTS = "SELECT count(*) FROM engine_test_effects WHERE region_id = ?"
 
 
 class BenchError(Exception):
@@ -227,7 +227,10 @@ async def pg_connect(port: int, database: str) -> Any:
 
 
 async def recreate_pg_database(port: int) -> None:
-    admin = await pg_connect(port, PG_ADMIN_DATABASE)
+    try:
+        admin = await pg_connect(port, PG_ADMIN_DATABASE)
+    except (OSError, asyncpg.PostgresError) as error:
+        raise BenchError(f"PostgreSQL at {HOST}:{port} (user postgres): {error}") from None
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{PG_BENCH_DATABASE}" WITH (FORCE)')
         await admin.execute(f'CREATE DATABASE "{PG_BENCH_DATABASE}"')
@@ -392,6 +395,7 @@ class Bench:
         self.tenant: Tenant | None = None
         self.probe: Probe | None = None
         self.drained_seq = 0  # every mutation up to this seq is final
+        self.succeeded_rows = 0  # item rows of every drained mutation that succeeded
 
     def _environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ONDERWIJSREGIO_")}
@@ -598,7 +602,16 @@ class Bench:
             say("  (the worker's start-up log line was not seen; timing from process spawn)")
             ready = spawned
         self.drained_seq = through
-        return await self._apply_result(after, through, done - ready, done - spawned, done_cpu - ready_cpu)
+        result = await self._apply_result(after, through, done - ready, done - spawned, done_cpu - ready_cpu)
+        await self._check_effects(result)
+        return result
+
+    async def _check_effects(self, result: ApplyResult) -> None:
+        """Every succeeded item wrote exactly one row of the operation's own table."""
+        self.succeeded_rows += result.rows - result.failed
+        effects = await self.require_probe().value(COUNT_EFFECTS, self.require_tenant().region_id)
+        if int(effects) != self.succeeded_rows:
+            raise BenchError(f"{effects} rows in {EFFECTS_TABLE}, expected {self.succeeded_rows}")
 
     async def _apply_result(
         self, after: int, through: int, seconds: float, wall: float, cpu: float
@@ -830,21 +843,6 @@ def machine() -> str:
     return f"{os.cpu_count()} CPUs, {platform.machine()}, {platform.system()}, Python {python}"
 
 
-@contextlib.contextmanager
-def terminated_as_exit() -> Iterator[None]:
-    """SIGTERM and SIGHUP unwind like Ctrl-C, so the children are stopped on the way out."""
-
-    def stop(number: int, _frame: FrameType | None) -> None:
-        raise SystemExit(128 + number)
-
-    previous = {n: signal.signal(n, stop) for n in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-
-
 async def amain(options: Options, workdir: Path, children: Children) -> int:
     if options.database == "postgresql":
         await recreate_pg_database(options.pg_port)
@@ -857,6 +855,11 @@ async def amain(options: Options, workdir: Path, children: Children) -> int:
         path = workdir / "bench.db"
         database = Database("sqlite", f"sqlite+aiosqlite:///{path}", sqlite_path=path)
     bench = Bench(options, children, database)
+    # Ctrl-C, SIGTERM and SIGHUP cancel the run: the children are stopped on the way out.
+    task, loop = asyncio.current_task(), asyncio.get_running_loop()
+    assert task is not None
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(number, task.cancel)
     started = time.monotonic()
     try:
         say(
@@ -881,8 +884,10 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix=f"oreg-bench-{options.database}-"))
     children = Children(workdir, {})
     try:
-        with terminated_as_exit():
-            return asyncio.run(amain(options, workdir, children))
+        return asyncio.run(amain(options, workdir, children))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("benchmark interrupted; every process it started is being stopped", file=sys.stderr)
+        return 130
     except BenchError as error:
         print(f"benchmark failed: {error}", file=sys.stderr)
         print(f"logs are in {workdir}", file=sys.stderr)

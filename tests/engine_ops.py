@@ -54,6 +54,8 @@ async def create_tables(engine: AsyncEngine) -> None:
 async def prepare(context: PrepareContext, item: dict[str, Any]) -> Any:
     if item.get("prepareFails"):
         raise ItemFailed("prepare_failed", "the prepare step refused this item")
+    if item.get("prepareCrash"):
+        raise RuntimeError("a bug in a prepare step")
     await asyncio.sleep(float(item.get("prepareSeconds", 0)))
     return f"prepared:{item.get('value')}"
 

@@ -240,3 +240,42 @@ async def test_unsafe_callback_urls_are_refused_before_anything_is_queued(
         assert_error(response, 422, "url_not_allowed")
     listed = await client.get("/api/v2/mutations", headers=tenant.headers())
     assert listed.json()["data"] == []
+
+
+async def test_the_dispatcher_gives_up_after_the_last_retry(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    receiver: Receiver,
+    app: Any,
+    write_sessions: Sessions,
+    sessions: Sessions,
+) -> None:
+    """Driven by a dispatcher with an injected clock far ahead, so the running ones leave it alone."""
+    from onderwijsregio.engine.callbacks import CallbackDispatcher
+
+    receiver.default = Reply(status=500)
+    mutation_id = await accepted(client, tenant, [{"value": "d"}], callbackUrl=receiver.url())
+    first = await wait_for(lambda: _attempted(sessions, tenant, mutation_id))
+    later = datetime.now(UTC) + timedelta(days=3650)
+    engine = app.state.context.engine
+    dispatcher = CallbackDispatcher(
+        sessions,
+        write_sessions,
+        engine.callbacks_waker,
+        engine.box,
+        engine.policy,
+        clock=lambda: later,
+        jitter=lambda: 1.0,
+    )
+    for attempt in range(2, len(RETRY_SCHEDULE) + 2):
+        await dispatcher.deliver(Scope(tenant.id, False), first.id)
+        delivery = await delivery_of(sessions, tenant, mutation_id)
+        assert delivery is not None and delivery.attempts == attempt
+        if attempt <= len(RETRY_SCHEDULE):
+            assert delivery.status == "pending"
+            assert delivery.next_attempt_at == later + timedelta(seconds=RETRY_SCHEDULE[attempt - 1])
+    final_state = await delivery_of(sessions, tenant, mutation_id)
+    assert final_state is not None
+    assert final_state.status == "failed" and final_state.next_attempt_at is None
+    assert len(receiver.requests) == len(RETRY_SCHEDULE) + 1
+    assert len({r.headers["webhook-id"] for r in receiver.requests}) == 1  # the same id on every attempt

@@ -6,8 +6,11 @@ import asyncio
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from onderwijsregio.engine.models import Mutation
+from onderwijsregio.scope import Scope, scoped
 from tests.conftest import Tenant
 from tests.engine_helpers import accepted, effects, final, submit
 from tests.test_envelope import assert_error
@@ -135,6 +138,29 @@ async def test_a_lasting_transient_failure_fails_the_head_and_the_lane_moves_on(
     assert [r.value for r in await effects(sessions, tenant.id)] == ["after"]
 
 
+async def test_a_lasting_failure_deep_in_a_batch_fails_only_its_own_mutation(
+    client: httpx.AsyncClient, tenant: Tenant, sessions: Sessions
+) -> None:
+    """The batch retries one mutation at a time after trouble, so only the culprit fails."""
+    ids = [
+        await accepted(client, tenant, [{"value": "one", "prepareSeconds": 0.3}]),
+        await accepted(client, tenant, [{"value": "two"}]),
+        await accepted(client, tenant, [{"value": "three", "transientTimes": 1000}]),
+        await accepted(client, tenant, [{"value": "four"}]),
+    ]
+    statuses = [(await final(client, tenant, mutation_id, within=30))["status"] for mutation_id in ids]
+    assert statuses == ["succeeded", "succeeded", "failed", "succeeded"]
+    assert [r.value for r in await effects(sessions, tenant.id)] == ["one", "two", "four"]
+
+
+async def test_a_crashing_prepare_fails_its_item_only(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    mutation = await final(
+        client, tenant, await accepted(client, tenant, [{"value": "a", "prepareCrash": True}, {"value": "b"}])
+    )
+    assert [r["status"] for r in mutation["results"]] == ["failed", "succeeded"]
+    assert mutation["results"][0]["error"]["code"] == "internal_error"
+
+
 async def test_a_queued_mutation_can_be_canceled_once(
     client: httpx.AsyncClient, tenant: Tenant, sessions: Sessions
 ) -> None:
@@ -207,11 +233,14 @@ async def test_a_full_queue_refuses_writes_of_that_region_only(
 ) -> None:
     full: Tenant = await make_tenant(maxQueuedMutations=3)
     other: Tenant = await make_tenant(maxQueuedMutations=3)
-    for n in range(3):
+    for n in range(4):  # with 3 unfinished (not more than the limit) one more is still taken
         await accepted(client, full, [{"value": f"slow{n}", "prepareSeconds": 1}])
-    refused = await submit(client, full, [{"value": "one too many"}])
+    refused = await submit(client, full, [{"value": "one too many"}], idempotencyKey="kept-for-later")
     assert_error(refused, 429, "queue_full")
     assert int(refused.headers["retry-after"]) > 0
+    # the refused request did not use up its key
+    listed = await client.get("/api/v2/mutations", headers=full.headers())
+    assert all(m["idempotencyKey"] != "kept-for-later" for m in listed.json()["data"])
     assert (await submit(client, other, [{"value": "fine"}])).status_code == 202
 
 
@@ -258,5 +287,14 @@ async def test_many_writes_at_once_are_all_kept(
     ids = [a.json()["data"]["mutationId"] for a in answers]
     for mutation_id in ids:
         assert (await final(client, tenant, mutation_id))["status"] == "succeeded"
-    values = sorted(r.value for r in await effects(sessions, tenant.id))
-    assert values == sorted(str(n) for n in range(60))
+    applied = [r.mutation_id for r in await effects(sessions, tenant.id)]  # in change order
+    assert sorted(applied) == sorted(ids)
+    async with sessions() as session:
+        seqs = dict(
+            (
+                await session.execute(
+                    scoped(select(Mutation.id, Mutation.seq), Mutation, Scope(tenant.id, False))
+                )
+            ).all()
+        )
+    assert [seqs[m] for m in applied] == sorted(seqs[m] for m in applied), "applied out of acceptance order"

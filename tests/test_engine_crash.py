@@ -128,6 +128,28 @@ async def apply_transaction_open(database: str) -> bool:
         await engine.dispose()
 
 
+async def lease_holder(database: str, scope: Scope, pids: list[int], within: float) -> int | None:
+    """The pid of the worker process holding the lane's lease (its name is host:pid:task)."""
+    engine = make_engine(database)
+    deadline = time.monotonic() + within
+    try:
+        while time.monotonic() < deadline:
+            async with engine.connect() as connection:
+                holder = await connection.scalar(
+                    text(
+                        "SELECT locked_by FROM mutation_lanes WHERE region_id = :region AND sandbox = false"
+                    ),
+                    {"region": scope.region_id},
+                )
+            pid = int(holder.split(":")[1]) if holder else None
+            if pid in pids:
+                return pid
+            await asyncio.sleep(0.01)
+    finally:
+        await engine.dispose()
+    return None
+
+
 @pytest.mark.skipif(BACKEND != "postgresql", reason="the crash test of the issue runs on PostgreSQL")
 async def test_killed_workers_lose_nothing_and_apply_nothing_twice(tmp_path: Path) -> None:
     with fresh_database(tmp_path) as database:
@@ -159,12 +181,24 @@ async def test_killed_workers_lose_nothing_and_apply_nothing_twice(tmp_path: Pat
                 kills_in_transaction += in_transaction
                 await asyncio.sleep(0.3)
                 running[:] = [start(WORKER, tmp_path, env, log), start(WORKER, tmp_path, env, log)]
+            frozen = 0
+            for _round in range(2):
+                # The lease holder freezes past its lease; the other takes over; the first wakes up and
+                # must find its lease gone (never applying its batch a second time).
+                holder = await lease_holder(database, scope, [p.pid for p in running], within=20)
+                if holder is None:
+                    continue
+                os.kill(holder, signal.SIGSTOP)
+                await asyncio.sleep(2.5)
+                os.kill(holder, signal.SIGCONT)
+                frozen += 1
             deadline = time.monotonic() + 180
             while (await outcome(database, scope))[0] < len(ids):
                 assert time.monotonic() < deadline, f"not all final in time:\n{log.read_text()[-3000:]}"
                 await asyncio.sleep(0.5)
         final, total, per_mutation, changes = await outcome(database, scope)
         assert kills_in_transaction >= 1
+        assert frozen >= 1, "no lease holder could be frozen"
         assert final == total == 2000, "lost or unfinished mutations"
         assert len(per_mutation) == 2000 and all(count == 1 for _, count in per_mutation), "applied twice"
         assert changes == list(range(1, 2001)), "the change sequence has gaps or repeats"
@@ -264,8 +298,12 @@ async def _mutations_per_key(database: str, scope: Scope) -> dict[str, int]:
         await engine.dispose()
 
 
-def test_request_hash_ignores_only_the_key() -> None:
-    base = request_hash("POST", "/api/v2/x", [("callbackUrl", "a")], b'{"a":1}')
-    assert base == request_hash("POST", "/api/v2/x", [("callbackUrl", "a")], b'{ "a" : 1 }')
-    assert base != request_hash("POST", "/api/v2/x", [("callbackUrl", "b")], b'{"a":1}')
-    assert base != request_hash("PATCH", "/api/v2/x", [("callbackUrl", "a")], b'{"a":1}')
+def test_request_fingerprints_compare_what_makes_requests_the_same() -> None:
+    secret = b"k" * 32
+    base = request_hash(secret, "POST", "/api/v2/x", [("callbackUrl", "a")], b'{"a":1,"b":2}')
+    assert base == request_hash(secret, "POST", "/api/v2/x", [("callbackUrl", "a")], b'{ "b": 2, "a" : 1 }')
+    assert base != request_hash(secret, "POST", "/api/v2/x", [("callbackUrl", "b")], b'{"a":1,"b":2}')
+    assert base != request_hash(secret, "PATCH", "/api/v2/x", [("callbackUrl", "a")], b'{"a":1,"b":2}')
+    assert base != request_hash(secret, "POST", "/api/v2/y", [("callbackUrl", "a")], b'{"a":1,"b":2}')
+    # keyed: without the server's secret, a short body cannot be guessed back from its fingerprint
+    assert base != request_hash(b"x" * 32, "POST", "/api/v2/x", [("callbackUrl", "a")], b'{"a":1,"b":2}')

@@ -63,11 +63,15 @@ async def test_the_daily_wipe_resets_changed_sandboxes_once(
     day = datetime.now(UTC).date() + timedelta(days=400)  # a day no other test wipes
     assert await maintenance.wipe_sandboxes(day) >= 1
     assert await maintenance.wipe_sandboxes(day) == 0  # nothing changed since: no second wipe
+    # a sandbox write after the wipe: another process running the same day's wipe still wipes once
+    again = await client.post("/api/sandbox/test-records", json=[{"value": "t"}], headers=tenant.headers())
+    assert again.status_code == 202
+    assert await maintenance.wipe_sandboxes(day) == 0
     listed = await client.get(
         "/api/sandbox/mutations", params={"operation": "sandbox.reset"}, headers=tenant.headers()
     )
     [reset] = listed.json()["data"]
-    assert reset["idempotencyKey"] == f"daily-sandbox-reset-{day.isoformat()}"
+    assert reset["idempotencyKey"] == f"daily sandbox reset {day.isoformat()}"
     assert (await final(client, tenant, reset["id"], sandbox=True))["status"] == "succeeded"
 
 

@@ -60,6 +60,9 @@ def configure_logging(environment: str) -> None:
     root.setLevel(logging.INFO)
     # uvicorn's own access log prints query strings; ours (onderwijsregio.access) does not.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every request line at INFO, query strings (callback tokens) included.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

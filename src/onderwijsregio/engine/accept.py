@@ -9,6 +9,7 @@ in that order.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -52,14 +53,18 @@ class Acceptance:
     replayed: bool
 
 
-def request_hash(method: str, path: str, query: list[tuple[str, str]], body: bytes) -> str:
-    """What makes two requests "the same" (§2.4): method, path, query without the key, canonical body."""
+def request_hash(secret: bytes, method: str, path: str, query: list[tuple[str, str]], body: bytes) -> str:
+    """What makes two requests "the same" (§2.4): method, path, query without the key, canonical body.
+
+    Keyed with the server's secret: the record outlives an erasure, and a plain hash of a short body
+    (one e-mail address) could be guessed back.
+    """
     try:
         canonical = orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS) if body else b""
     except orjson.JSONDecodeError:
         canonical = body
     fingerprint = orjson.dumps([method, path, sorted(query), canonical.decode(errors="replace")])
-    return hashlib.sha256(fingerprint).hexdigest()
+    return hmac.new(secret, fingerprint, hashlib.sha256).hexdigest()
 
 
 async def find_replay(session: AsyncSession, scope: Scope, key: str, fingerprint: str) -> Acceptance | None:
@@ -67,11 +72,7 @@ async def find_replay(session: AsyncSession, scope: Scope, key: str, fingerprint
     record = await session.scalar(
         scoped(select(IdempotencyRecord), IdempotencyRecord, scope).where(IdempotencyRecord.key == key)
     )
-    if record is None:
-        return None
-    if record.expires_at <= utc_now():
-        await session.delete(record)  # past its retention: the key is free again
-        await session.flush()
+    if record is None or record.expires_at <= utc_now():  # past its retention, the key is free again
         return None
     if record.request_hash != fingerprint:
         raise IdempotencyKeyReused()
@@ -131,6 +132,11 @@ async def _claim_key(
 ) -> Acceptance | None:
     """Inserts the record first: of two identical requests at once, the second waits on this row."""
     now = utc_now()
+    await session.execute(
+        scoped(delete(IdempotencyRecord), IdempotencyRecord, scope).where(
+            IdempotencyRecord.key == key, IdempotencyRecord.expires_at <= now
+        )
+    )
     record = IdempotencyRecord(
         region_id=scope.region_id,
         sandbox=scope.sandbox,
@@ -170,7 +176,8 @@ async def _next_seq(session: AsyncSession, scope: Scope, max_queued: int) -> int
     if seq == 1:
         new_lane = insert(MutationLane).values(**key, last_done_seq=0, change_seq=0, transient_failures=0)
         await session.execute(new_lane.on_conflict_do_nothing(index_elements=["region_id", "sandbox"]))
-    if await unfinished_in_region(session, scope.region_id) > max_queued:
+    # Refused only when the region already has more than its limit unfinished (§1.4), this one aside.
+    if await unfinished_in_region(session, scope.region_id) - 1 > max_queued:
         raise QueueFull(
             "Too many unfinished mutations in this region; retry later",
             headers={"retry-after": str(QUEUE_FULL_RETRY_SECONDS)},

@@ -15,9 +15,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
 
+import httpx
 import orjson
 from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -132,16 +133,20 @@ class CallbackDispatcher:
             return claimed
 
     async def deliver(self, scope: Scope, delivery_id: str) -> None:
-        async with self.write_sessions() as session, session.begin():
-            delivery = await session.scalar(
-                scoped(select(CallbackDelivery), CallbackDelivery, scope).where(
-                    CallbackDelivery.id == delivery_id
+        try:
+            async with self.write_sessions() as session, session.begin():
+                delivery = await session.scalar(
+                    scoped(select(CallbackDelivery), CallbackDelivery, scope).where(
+                        CallbackDelivery.id == delivery_id
+                    )
                 )
-            )
-            if delivery is None or delivery.status != "pending":
-                return
-            body, keys = await self._body_and_keys(session, scope, delivery)
-        outcome = await self._send(delivery, body, keys)
+                if delivery is None or delivery.status != "pending":
+                    return
+                body, keys = await self._body_and_keys(session, scope, delivery)
+            outcome = await self._send(delivery, body, keys)
+        except Exception as error:  # counted as an attempt, so a broken delivery cannot loop forever
+            log.warning("callback %s could not be sent: %s", delivery_id, type(error).__name__)
+            outcome = Outcome(None, "internal_error")
         await self._record(scope, delivery_id, outcome)
 
     async def _body_and_keys(self, session: AsyncSession, scope: Scope, delivery: CallbackDelivery) -> Any:
@@ -160,8 +165,8 @@ class CallbackDispatcher:
         return body, await signing_keys(session, self.box, scope.region_id)
 
     async def _send(self, delivery: CallbackDelivery, body: bytes, keys: Any) -> Outcome:
-        parts = urlsplit(delivery.url)
-        path_and_query = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        # Exactly the path and query the request line will carry.
+        path_and_query = httpx.URL(delivery.url).raw_path.decode("ascii")
         headers = {
             "content-type": "application/json",
             "user-agent": "onderwijsregio-callbacks/2",
@@ -203,7 +208,9 @@ class CallbackDispatcher:
             delivery.attempts += 1
             delivery.last_attempt_at, delivery.last_status_code = now, outcome.status_code
             delivery.last_error, delivery.locked_until = outcome.error, None
-            delivery.response_excerpt = outcome.excerpt.decode(errors="replace")[:1024] or None
+            delivery.response_excerpt = (
+                outcome.excerpt[: client.EXCERPT_BYTES].decode(errors="replace") or None
+            )
             if outcome.delivered:
                 delivery.status, delivery.next_attempt_at = "delivered", None
                 return
@@ -213,16 +220,24 @@ class CallbackDispatcher:
 
 
 def _seconds(value: str | None) -> float | None:
+    """Retry-After as seconds or as an HTTP date."""
+    if value is None:
+        return None
     try:
-        return max(0.0, float(value)) if value is not None else None
+        return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
+        seconds: float = (parsedate_to_datetime(value) - utc_now()).total_seconds()
+        return max(0.0, seconds)
+    except (TypeError, ValueError):
         return None
 
 
-async def forget_deliveries_of(session: AsyncSession, scope: Scope, keep_mutation_id: str) -> None:
-    """For the sandbox reset: this lane's callback rows, except the reset's own."""
+async def forget_deliveries_of(session: AsyncSession, scope: Scope, mutation_ids: Any) -> None:
+    """For the sandbox reset: the callback rows of the mutations it removes (a subquery of ids)."""
     await session.execute(
         scoped(delete(CallbackDelivery), CallbackDelivery, scope).where(
-            CallbackDelivery.mutation_id != keep_mutation_id
+            CallbackDelivery.mutation_id.in_(mutation_ids)
         )
     )

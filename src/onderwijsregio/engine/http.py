@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Annotated
 
+import httpx
 from fastapi import Header, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
@@ -69,13 +71,18 @@ async def accept_write(
     """The 202 for a write: a replay when the key was seen, else the route's checks, then acceptance."""
     scope = scope or caller.scope
     context = app_context(request)
-    fingerprint = await _fingerprint(request)
+    fingerprint = await _fingerprint(request, context.engine.box.fingerprint_key)
+    # Both before the write transaction begins: a slow DNS answer must not hold the database's
+    # write lock (SQLite has only one).
     if options.idempotency_key is not None:
-        earlier = await find_replay(session, scope, options.idempotency_key, fingerprint)
+        async with context.sessions() as reading:
+            earlier = await find_replay(reading, scope, options.idempotency_key, fingerprint)
         if earlier is not None:
             return _accepted(request, scope, earlier)
     if options.callback_url is not None:
         await check_url(options.callback_url, context.url_policy)
+        # Stored as httpx will send it, so the signed path is the path the receiver sees.
+        options = replace(options, callback_url=str(httpx.URL(options.callback_url)))
     submission = await submit()
     acceptance = await accept(
         session,
@@ -89,9 +96,9 @@ async def accept_write(
     return _accepted(request, scope, acceptance)
 
 
-async def _fingerprint(request: Request) -> str:
+async def _fingerprint(request: Request, key: bytes) -> str:
     query = [(k, v) for k, v in request.query_params.multi_items() if k != IDEMPOTENCY_PARAMETER]
-    return request_hash(request.method, request.scope["path"], query, await request.body())
+    return request_hash(key, request.method, request.scope["path"], query, await request.body())
 
 
 def _accepted(request: Request, scope: Scope, acceptance: Acceptance) -> Response:

@@ -30,6 +30,8 @@ class SecretBox:
 
     def __init__(self, server_secret: bytes) -> None:
         self._aead = AESGCM(hashlib.sha256(b"onderwijsregio signing secrets\0" + server_secret).digest())
+        # For keyed request fingerprints (idempotency), separate from the encryption key.
+        self.fingerprint_key = hashlib.sha256(b"onderwijsregio fingerprints\0" + server_secret).digest()
 
     def seal(self, plain: str) -> str:
         nonce = secrets.token_bytes(12)
@@ -74,7 +76,7 @@ async def signing_keys(session: AsyncSession, box: SecretBox, region_id: str) ->
 
 async def rotate(session: AsyncSession, box: SecretBox, region_id: str) -> SigningKeys:
     await signing_keys(session, box, region_id)
-    row = await session.get(SigningSecret, region_id, with_for_update=True)
+    row = await session.get(SigningSecret, region_id, with_for_update=True, populate_existing=True)
     assert row is not None
     now = utc_now()
     row.previous_secret, row.previous_valid_until = row.secret, now + ROTATION_OVERLAP

@@ -12,16 +12,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import secrets
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, literal, or_, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from onderwijsregio.clock import utc_now
@@ -56,6 +57,8 @@ class EngineTuning:
     max_stall: timedelta = timedelta(minutes=10)
     max_backoff_seconds: float = 60.0
     prepare_concurrency: int = 8
+    prepare_seconds: float = 120.0  # per item; URL fetches have their own, shorter limits
+    max_attempts: int = 10
 
 
 @dataclass(frozen=True)
@@ -112,40 +115,73 @@ class Worker:
         async with self.write_sessions() as session, session.begin():
             for lane, accepted in await _lanes_with_work(session, now):
                 token = secrets.token_hex(16)
+                # A lease still set but run out means its worker died: that is trouble too.
+                troubled = lane.transient_failures > 0 or lane.lease_token is not None
                 taken = await session.execute(
                     scoped(update(MutationLane), MutationLane, Scope(lane.region_id, lane.sandbox))
-                    .where(or_(MutationLane.locked_until.is_(None), MutationLane.locked_until < now))
+                    .where(
+                        or_(MutationLane.locked_until.is_(None), MutationLane.locked_until < now),
+                        MutationLane.last_done_seq == lane.last_done_seq,  # nobody moved it since we looked
+                    )
                     .values(
                         lease_token=token,
                         locked_by=self.name,
                         locked_until=now + self.tuning.lease,
                         last_claimed_at=now,
+                        transient_failures=lane.transient_failures + (1 if lane.lease_token else 0),
                     )
                 )
                 if taken.rowcount != 1:  # type: ignore[attr-defined]
                     continue  # another worker was quicker
+                # After trouble, one mutation at a time: whatever fails next is the culprit itself.
+                size = 1 if troubled else self.tuning.batch_size
                 claim = Claim(
                     Scope(lane.region_id, lane.sandbox),
                     token,
                     lane.last_done_seq,
-                    min(accepted, lane.last_done_seq + self.tuning.batch_size),
+                    min(accepted, lane.last_done_seq + size),
                 )
                 await _mark_processing(session, claim, now)
                 return claim
         return None
 
     async def process(self, claim: Claim) -> None:
-        async with self.sessions() as session:
-            batch = await _batch(session, claim)
-        prepared = await self._prepare(claim.scope, batch)
         try:
+            async with self.sessions() as session:
+                batch = await _batch(session, claim)
+            async with self._lease_kept(claim):
+                prepared = await self._prepare(claim.scope, batch)
             await self._apply(claim, prepared)
         except LeaseLost:
             log.warning("worker %s lost its lease; the batch is left to the new holder", self.name)
-        except IntegrityError:
+        except asyncio.CancelledError:
             raise
-        except DBAPIError as error:
+        except Exception as error:  # the database away, a deadlock, a bug outside any item: back off
             await self._back_off(claim, error)
+
+    @contextlib.asynccontextmanager
+    async def _lease_kept(self, claim: Claim) -> AsyncIterator[None]:
+        """Renews the lease while the batch is prepared, which may take longer than one lease."""
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self.tuning.lease.total_seconds() / 3)
+                async with self.write_sessions() as session, session.begin():
+                    renewed = await session.execute(
+                        scoped(update(MutationLane), MutationLane, claim.scope)
+                        .where(MutationLane.lease_token == claim.token)
+                        .values(locked_until=utc_now() + self.tuning.lease)
+                    )
+                if renewed.rowcount != 1:  # type: ignore[attr-defined]
+                    return
+
+        renewer = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await renewer
 
     async def _prepare(self, scope: Scope, batch: Sequence[Mutation]) -> Prepared:
         """Runs every item's prepare step in parallel, outside any database transaction."""
@@ -158,9 +194,17 @@ class Worker:
                 return
             async with limit:
                 try:
-                    result: Any = await operation.prepare_item(PrepareContext(scope, mutation.id), item)
+                    async with asyncio.timeout(self.tuning.prepare_seconds):
+                        result: Any = await operation.prepare_item(PrepareContext(scope, mutation.id), item)
                 except ItemFailed as failure:
                     result = failure
+                except TimeoutError:
+                    result = ItemFailed("prepare_timeout", "Preparing the item took too long")
+                except Exception as error:
+                    log.error(
+                        "preparing an item of %s failed: %s", mutation.id, type(error).__name__, exc_info=True
+                    )
+                    result = ItemFailed("internal_error", "The item could not be prepared")
             prepared.values[(mutation.id, index)] = result
 
         await asyncio.gather(
@@ -183,9 +227,13 @@ class Worker:
             now = utc_now()
             callbacks = False
             for mutation in await _batch(session, claim):
-                if mutation.status not in FINAL:
+                if mutation.status in FINAL:
+                    continue
+                if mutation.attempts > self.tuning.max_attempts:  # it keeps killing its workers
+                    _fail_all_items(mutation, "too_many_attempts", "Applying it failed too many times", now)
+                else:
                     await _apply_mutation(session, lane, mutation, prepared, now)
-                    callbacks = await _queue_callback(session, mutation, now) or callbacks
+                callbacks = await _queue_callback(session, mutation, now) or callbacks
             lane.last_done_seq = claim.through_seq
             _release(lane)
             lane.stalled_since, lane.transient_failures = None, 0
@@ -194,7 +242,12 @@ class Worker:
 
     async def _back_off(self, claim: Claim, error: Exception) -> None:
         """Keeps the batch's place; waits longer each time; fails the head mutation after MAX_STALL."""
-        log.warning("worker %s: transient %s on a batch; backing off", self.name, type(error).__name__)
+        log.warning(
+            "worker %s: %s on a batch; backing off",
+            self.name,
+            type(error).__name__,
+            exc_info=not isinstance(error, DBAPIError),
+        )
         try:
             async with self.write_sessions() as session, session.begin():
                 lane = await session.scalar(
@@ -296,11 +349,27 @@ async def _apply_item(
         return failure
     except IntegrityError:
         return ItemFailed("conflict", "The change conflicts with existing data")
-    except DBAPIError:
-        raise  # transient: the whole batch backs off
+    except DBAPIError as error:
+        if is_transient(error):
+            raise  # the whole batch backs off and keeps its place
+        log.error("item of %s refused by the database: %s", context.mutation_id, type(error).__name__)
+        return ItemFailed("invalid_data", "The database refused the item's data")
     except Exception as error:
         log.error("item of %s failed: %s", context.mutation_id, type(error).__name__, exc_info=True)
         return ItemFailed("internal_error", "The item could not be applied")
+
+
+# SQLSTATEs worth waiting out: serialization failure, deadlock, lock not available, shutdown, too many
+# connections; and every connection exception (class 08).
+_TRANSIENT_STATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300"}
+
+
+def is_transient(error: DBAPIError) -> bool:
+    """A database error that may pass by itself, as opposed to one this data will always cause."""
+    if error.connection_invalidated or isinstance(error, OperationalError | InterfaceError):
+        return True
+    state = str(getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None) or "")
+    return state in _TRANSIENT_STATES or state.startswith("08")
 
 
 def _result(index: int, outcome: ItemOutcome | ItemFailed) -> dict[str, Any]:
@@ -354,13 +423,16 @@ async def _give_up_on_head(session: AsyncSession, lane: MutationLane, claim: Cla
         scoped(select(Mutation), Mutation, claim.scope).where(Mutation.seq == claim.after_seq + 1)
     )
     if head is not None and head.status not in FINAL:
-        items = (head.payload or {}).get("items", [])
-        failure = ItemFailed("transient_error", "The database kept failing for 10 minutes")
-        _finish(head, [_result(i, failure) for i in range(len(items))] or [_result(0, failure)], now)
-        head.last_error = "transient_error"
+        _fail_all_items(head, "transient_error", "Applying it kept failing for the stall limit", now)
         await _queue_callback(session, head, now)
     lane.last_done_seq = claim.after_seq + 1
     lane.stalled_since, lane.available_at, lane.transient_failures = None, None, 0
+
+
+def _fail_all_items(mutation: Mutation, code: str, message: str, now: datetime) -> None:
+    items = (mutation.payload or {}).get("items", []) or [{}]
+    _finish(mutation, [_result(i, ItemFailed(code, message)) for i in range(len(items))], now)
+    mutation.last_error = code
 
 
 def _release(lane: MutationLane) -> None:

@@ -69,7 +69,7 @@ async def _post(
         response = await client.send(request, stream=True)
         try:
             excerpt = b""
-            async for chunk in response.aiter_raw():
+            async for chunk in response.aiter_bytes():
                 excerpt += chunk
                 if len(excerpt) >= EXCERPT_BYTES:
                     break

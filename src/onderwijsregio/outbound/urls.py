@@ -22,6 +22,7 @@ RESOLVE_TIMEOUT_SECONDS = 2.0
 MAX_URL_LENGTH = 2000
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
+_IPV6_DOCUMENTATION = ipaddress.ip_network("3fff::/20")  # RFC 9637, newer than Python's tables
 _METADATA = {
     ipaddress.ip_address(a)
     for a in ("169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254", "192.0.0.192")
@@ -133,7 +134,9 @@ def is_public_address(address: IPAddress) -> bool:
         embedded = _embedded_ipv4(address)
         if embedded is not None:
             return is_public_address(embedded)
-        if address in _LOCAL_NAT64 or address.teredo is not None:
+        if address in _LOCAL_NAT64 or address in _IPV6_DOCUMENTATION or address.teredo is not None:
+            return False
+        if address.is_site_local:
             return False
     if address in _METADATA:
         return False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from onderwijsregio.engine.callbacks import forget_deliveries_of
@@ -34,11 +34,16 @@ async def apply_reset(context: ApplyContext, _item: dict[str, Any], _prepared: A
 async def forget_engine_records(session: AsyncSession, scope: Scope, reset_id: str) -> None:
     """Mutations accepted before the reset (those after it are kept: nothing accepted is lost),
     idempotency records and callback rows; the lanes and their counters go on."""
-    reset_seq = scoped(Mutation.__table__.select(), Mutation, scope).where(Mutation.id == reset_id)
-    seq = (await session.execute(reset_seq)).one().seq
+    seq = await session.scalar(scoped(select(Mutation.seq), Mutation, scope).where(Mutation.id == reset_id))
+    earlier = scoped(select(Mutation.id), Mutation, scope).where(Mutation.seq < seq)
+    # Keys of later mutations stay, so a client retrying one of those still gets its replay.
+    await session.execute(
+        scoped(delete(IdempotencyRecord), IdempotencyRecord, scope).where(
+            IdempotencyRecord.mutation_id.in_(earlier)
+        )
+    )
+    await forget_deliveries_of(session, scope, earlier)
     await session.execute(scoped(delete(Mutation), Mutation, scope).where(Mutation.seq < seq))
-    await session.execute(scoped(delete(IdempotencyRecord), IdempotencyRecord, scope))
-    await forget_deliveries_of(session, scope, reset_id)
 
 
 register(Operation(SANDBOX_RESET, apply_reset))
