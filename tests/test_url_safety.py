@@ -93,6 +93,8 @@ FORBIDDEN = [
     "https://[2001:db8::1]/hook",
     "https://[2001::1]/hook",
     "https://[::127.0.0.1]/hook",
+    "https://[fec0::1]/hook",
+    "https://[3fff::1]/hook",
 ]
 
 
