@@ -22,28 +22,25 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, literal, or_, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from onderwijsregio.clock import utc_now
 from onderwijsregio.db import UtcDateTime
+from onderwijsregio.engine.apply import apply_mutation, fail_all_items, queue_callback
 from onderwijsregio.engine.models import (
     FINAL,
     UNFINISHED,
-    CallbackDelivery,
     Mutation,
     MutationCounter,
     MutationLane,
 )
 from onderwijsregio.engine.operations import (
-    ApplyContext,
     ItemFailed,
-    ItemOutcome,
     PrepareContext,
     operation_named,
 )
 from onderwijsregio.engine.wakeup import CALLBACKS_CHANNEL, Waker, wake_after_commit
-from onderwijsregio.ids import new_id
 from onderwijsregio.scope import Scope, scoped
 
 log = logging.getLogger(__name__)
@@ -230,10 +227,10 @@ class Worker:
                 if mutation.status in FINAL:
                     continue
                 if mutation.attempts > self.tuning.max_attempts:  # it keeps killing its workers
-                    _fail_all_items(mutation, "too_many_attempts", "Applying it failed too many times", now)
+                    fail_all_items(mutation, "too_many_attempts", "Applying it failed too many times", now)
                 else:
-                    await _apply_mutation(session, lane, mutation, prepared, now)
-                callbacks = await _queue_callback(session, mutation, now) or callbacks
+                    await apply_mutation(session, lane, mutation, prepared.values, now)
+                callbacks = await queue_callback(session, mutation, now) or callbacks
             lane.last_done_seq = claim.through_seq
             _release(lane)
             lane.stalled_since, lane.transient_failures = None, 0
@@ -317,122 +314,15 @@ async def _batch(session: AsyncSession, claim: Claim) -> Sequence[Mutation]:
     ).all()
 
 
-async def _apply_mutation(
-    session: AsyncSession, lane: MutationLane, mutation: Mutation, prepared: Prepared, now: datetime
-) -> None:
-    operation = operation_named(mutation.operation)
-    items: list[dict[str, Any]] = (mutation.payload or {}).get("items", [])
-    context = ApplyContext(session, Scope(mutation.region_id, mutation.sandbox), mutation.id, now, lane)
-    results = []
-    for index, item in enumerate(items):
-        if operation is None:
-            outcome: ItemOutcome | ItemFailed = ItemFailed("unknown_operation", "This server cannot apply it")
-        else:
-            outcome = await _apply_item(
-                context, operation.apply_item, item, prepared.values.get((mutation.id, index))
-            )
-        results.append(_result(index, outcome))
-    _finish(mutation, results, utc_now())
-
-
-async def _apply_item(
-    context: ApplyContext, apply_item: Any, item: dict[str, Any], prepared: Any
-) -> ItemOutcome | ItemFailed:
-    """One item under its own savepoint: a failure undoes only that item's changes."""
-    if isinstance(prepared, ItemFailed):
-        return prepared
-    try:
-        async with context.session.begin_nested():
-            outcome: ItemOutcome = await apply_item(context, item, prepared)
-            return outcome
-    except ItemFailed as failure:
-        return failure
-    except IntegrityError:
-        return ItemFailed("conflict", "The change conflicts with existing data")
-    except DBAPIError as error:
-        if is_transient(error):
-            raise  # the whole batch backs off and keeps its place
-        log.error("item of %s refused by the database: %s", context.mutation_id, type(error).__name__)
-        return ItemFailed("invalid_data", "The database refused the item's data")
-    except Exception as error:
-        log.error("item of %s failed: %s", context.mutation_id, type(error).__name__, exc_info=True)
-        return ItemFailed("internal_error", "The item could not be applied")
-
-
-# SQLSTATEs worth waiting out: serialization failure, deadlock, lock not available, shutdown, too many
-# connections; and every connection exception (class 08).
-_TRANSIENT_STATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300"}
-
-
-def is_transient(error: DBAPIError) -> bool:
-    """A database error that may pass by itself, as opposed to one this data will always cause."""
-    if error.connection_invalidated or isinstance(error, OperationalError | InterfaceError):
-        return True
-    state = str(getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None) or "")
-    return state in _TRANSIENT_STATES or state.startswith("08")
-
-
-def _result(index: int, outcome: ItemOutcome | ItemFailed) -> dict[str, Any]:
-    if isinstance(outcome, ItemFailed):
-        return {
-            "index": index,
-            "status": "failed",
-            "error": {"code": outcome.code, "message": outcome.message},
-        }
-    return {
-        "index": index,
-        "status": "succeeded",
-        "resourceType": outcome.resource_type,
-        "resourceId": outcome.resource_id,
-        "action": outcome.action,
-    }
-
-
-def _finish(mutation: Mutation, results: list[dict[str, Any]], now: datetime) -> None:
-    failed = sum(1 for r in results if r["status"] == "failed")
-    mutation.results = results
-    mutation.succeeded_count, mutation.failed_count = len(results) - failed, failed
-    mutation.status = "failed" if failed else "succeeded"
-    mutation.completed_at = now
-    mutation.started_at = mutation.started_at or now
-    mutation.payload = None  # nobody may read it, so it is not kept
-
-
-async def _queue_callback(session: AsyncSession, mutation: Mutation, now: datetime) -> bool:
-    """The outbox row, in the transaction that completes the mutation (§2.5)."""
-    if mutation.callback_url is None or mutation.status not in ("succeeded", "failed"):
-        return False
-    session.add(
-        CallbackDelivery(
-            region_id=mutation.region_id,
-            sandbox=mutation.sandbox,
-            id=new_id("dlv"),
-            mutation_id=mutation.id,
-            url=mutation.callback_url,
-            status="pending",
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-        )
-    )
-    return True
-
-
 async def _give_up_on_head(session: AsyncSession, lane: MutationLane, claim: Claim, now: datetime) -> None:
     head = await session.scalar(
         scoped(select(Mutation), Mutation, claim.scope).where(Mutation.seq == claim.after_seq + 1)
     )
     if head is not None and head.status not in FINAL:
-        _fail_all_items(head, "transient_error", "Applying it kept failing for the stall limit", now)
-        await _queue_callback(session, head, now)
+        fail_all_items(head, "transient_error", "Applying it kept failing for the stall limit", now)
+        await queue_callback(session, head, now)
     lane.last_done_seq = claim.after_seq + 1
     lane.stalled_since, lane.available_at, lane.transient_failures = None, None, 0
-
-
-def _fail_all_items(mutation: Mutation, code: str, message: str, now: datetime) -> None:
-    items = (mutation.payload or {}).get("items", []) or [{}]
-    _finish(mutation, [_result(i, ItemFailed(code, message)) for i in range(len(items))], now)
-    mutation.last_error = code
 
 
 def _release(lane: MutationLane) -> None:

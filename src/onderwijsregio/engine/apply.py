@@ -1,0 +1,129 @@
+"""Applying one mutation inside the batch transaction: its items, its result, its callback row."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from onderwijsregio.clock import utc_now
+from onderwijsregio.engine.models import CallbackDelivery, Mutation, MutationLane
+from onderwijsregio.engine.operations import ApplyContext, ItemFailed, ItemOutcome, operation_named
+from onderwijsregio.ids import new_id
+from onderwijsregio.scope import Scope
+
+log = logging.getLogger(__name__)
+
+
+async def apply_mutation(
+    session: AsyncSession,
+    lane: MutationLane,
+    mutation: Mutation,
+    prepared: dict[tuple[str, int], Any],
+    now: datetime,
+) -> None:
+    operation = operation_named(mutation.operation)
+    items: list[dict[str, Any]] = (mutation.payload or {}).get("items", [])
+    context = ApplyContext(session, Scope(mutation.region_id, mutation.sandbox), mutation.id, now, lane)
+    results = []
+    for index, item in enumerate(items):
+        if operation is None:
+            outcome: ItemOutcome | ItemFailed = ItemFailed("unknown_operation", "This server cannot apply it")
+        else:
+            outcome = await _apply_item(
+                context, operation.apply_item, item, prepared.get((mutation.id, index))
+            )
+        results.append(_result(index, outcome))
+    finish(mutation, results, utc_now())
+
+
+async def _apply_item(
+    context: ApplyContext, apply_item: Any, item: dict[str, Any], prepared: Any
+) -> ItemOutcome | ItemFailed:
+    """One item under its own savepoint: a failure undoes only that item's changes."""
+    if isinstance(prepared, ItemFailed):
+        return prepared
+    try:
+        async with context.session.begin_nested():
+            outcome: ItemOutcome = await apply_item(context, item, prepared)
+            return outcome
+    except ItemFailed as failure:
+        return failure
+    except IntegrityError:
+        return ItemFailed("conflict", "The change conflicts with existing data")
+    except DBAPIError as error:
+        if is_transient(error):
+            raise  # the whole batch backs off and keeps its place
+        log.error("item of %s refused by the database: %s", context.mutation_id, type(error).__name__)
+        return ItemFailed("invalid_data", "The database refused the item's data")
+    except Exception as error:
+        log.error("item of %s failed: %s", context.mutation_id, type(error).__name__, exc_info=True)
+        return ItemFailed("internal_error", "The item could not be applied")
+
+
+# SQLSTATEs worth waiting out: serialization failure, deadlock, lock not available, shutdown, too many
+# connections; and every connection exception (class 08).
+_TRANSIENT_STATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53300"}
+
+
+def is_transient(error: DBAPIError) -> bool:
+    """A database error that may pass by itself, as opposed to one this data will always cause."""
+    if error.connection_invalidated or isinstance(error, OperationalError | InterfaceError):
+        return True
+    state = str(getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None) or "")
+    return state in _TRANSIENT_STATES or state.startswith("08")
+
+
+def _result(index: int, outcome: ItemOutcome | ItemFailed) -> dict[str, Any]:
+    if isinstance(outcome, ItemFailed):
+        return {
+            "index": index,
+            "status": "failed",
+            "error": {"code": outcome.code, "message": outcome.message},
+        }
+    return {
+        "index": index,
+        "status": "succeeded",
+        "resourceType": outcome.resource_type,
+        "resourceId": outcome.resource_id,
+        "action": outcome.action,
+    }
+
+
+def finish(mutation: Mutation, results: list[dict[str, Any]], now: datetime) -> None:
+    failed = sum(1 for r in results if r["status"] == "failed")
+    mutation.results = results
+    mutation.succeeded_count, mutation.failed_count = len(results) - failed, failed
+    mutation.status = "failed" if failed else "succeeded"
+    mutation.completed_at = now
+    mutation.started_at = mutation.started_at or now
+    mutation.payload = None  # nobody may read it, so it is not kept
+
+
+async def queue_callback(session: AsyncSession, mutation: Mutation, now: datetime) -> bool:
+    """The outbox row, in the transaction that completes the mutation (§2.5)."""
+    if mutation.callback_url is None or mutation.status not in ("succeeded", "failed"):
+        return False
+    session.add(
+        CallbackDelivery(
+            region_id=mutation.region_id,
+            sandbox=mutation.sandbox,
+            id=new_id("dlv"),
+            mutation_id=mutation.id,
+            url=mutation.callback_url,
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
+    return True
+
+
+def fail_all_items(mutation: Mutation, code: str, message: str, now: datetime) -> None:
+    items = (mutation.payload or {}).get("items", []) or [{}]
+    finish(mutation, [_result(i, ItemFailed(code, message)) for i in range(len(items))], now)
+    mutation.last_error = code
