@@ -843,6 +843,28 @@ def machine() -> str:
     return f"{os.cpu_count()} CPUs, {platform.machine()}, {platform.system()}, Python {python}"
 
 
+def code_version() -> str:
+    """The commit measured, and whether tracked files outside bench/ differ from it (read-only git)."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (no git)"
+    return f"{commit}{' with uncommitted changes' if changed else ''}"
+
+
 async def amain(options: Options, workdir: Path, children: Children) -> int:
     if options.database == "postgresql":
         await recreate_pg_database(options.pg_port)
@@ -855,6 +877,7 @@ async def amain(options: Options, workdir: Path, children: Children) -> int:
         path = workdir / "bench.db"
         database = Database("sqlite", f"sqlite+aiosqlite:///{path}", sqlite_path=path)
     bench = Bench(options, children, database)
+    version = code_version()
     # Ctrl-C, SIGTERM and SIGHUP cancel the run: the children are stopped on the way out.
     task, loop = asyncio.current_task(), asyncio.get_running_loop()
     assert task is not None
@@ -866,13 +889,16 @@ async def amain(options: Options, workdir: Path, children: Children) -> int:
             f"engine benchmark on {options.database}; {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}"
         )
         say(f"machine: {machine()}; work dir {workdir}")
+        say(f"code: commit {version}")
         await bench.run()
         described = await database.describe()
     finally:
         await bench.close()
         bench.children.stop_all()
-    text, data = summary(bench.figures, options, f"{described}; {machine()}")
+    text, data = summary(bench.figures, options, f"{described}; {machine()}; commit {version}")
     say(text)
+    if code_version() != version:
+        say(f"WARNING: the code changed during the run (now {code_version()}); the figures may mix versions")
     say(f"\n(total {time.monotonic() - started:.0f} s)")
     if options.json_path is not None:
         options.json_path.write_text(json.dumps(data, indent=2) + "\n")

@@ -74,7 +74,7 @@ def settings(database_url: str, var_dir: Path) -> Settings:
         allow_http_urls=True,
         url_allowlist="127.0.0.1,localhost",
         # several workers, and short engine timings so stalls and leases play out within a test
-        workers=3,
+        workers=4,
         engine_lease_seconds=5,
         engine_poll_seconds=0.2,
         engine_max_stall_seconds=3,

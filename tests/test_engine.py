@@ -66,7 +66,7 @@ async def test_a_write_is_accepted_with_202_and_applied(
 async def test_mutations_apply_in_acceptance_order(
     client: httpx.AsyncClient, make_tenant: Any, sessions: Sessions
 ) -> None:
-    """200 mutations of one region, several workers: applied in the order they were accepted."""
+    """200 mutations of one region, 4 workers (the test settings): applied in the order they were accepted."""
     tenant: Tenant = await make_tenant(
         rateLimit={"keyRequestsPerSecond": 1000, "keyBurst": 2000, "requestsPerSecond": 1000, "burst": 2000}
     )

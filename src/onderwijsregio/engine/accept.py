@@ -160,7 +160,16 @@ async def _claim_key(
 
 
 async def _next_seq(session: AsyncSession, scope: Scope, max_queued: int) -> int:
-    """Raises the lane's acceptance counter (creating counter and lane on first use); enforces the limit."""
+    """Enforces the queue limit, then raises the lane's acceptance counter (creating it on first use).
+
+    The limit is read before the counter is locked, so the lock (which orders the region's
+    acceptances) is held for as few statements as possible.
+    """
+    if await unfinished_in_region(session, scope.region_id) > max_queued:
+        raise QueueFull(
+            "Too many unfinished mutations in this region; retry later",
+            headers={"retry-after": str(QUEUE_FULL_RETRY_SECONDS)},
+        )
     insert = pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
     key = {"region_id": scope.region_id, "sandbox": scope.sandbox}
     raise_counter = (
@@ -176,24 +185,17 @@ async def _next_seq(session: AsyncSession, scope: Scope, max_queued: int) -> int
     if seq == 1:
         new_lane = insert(MutationLane).values(**key, last_done_seq=0, change_seq=0, transient_failures=0)
         await session.execute(new_lane.on_conflict_do_nothing(index_elements=["region_id", "sandbox"]))
-    # Refused only when the region already has more than its limit unfinished (§1.4), this one aside.
-    if await unfinished_in_region(session, scope.region_id) - 1 > max_queued:
-        raise QueueFull(
-            "Too many unfinished mutations in this region; retry later",
-            headers={"retry-after": str(QUEUE_FULL_RETRY_SECONDS)},
-        )
     return seq
 
 
 async def unfinished_in_region(session: AsyncSession, region_id: str) -> int:
-    """Accepted but not yet done, over the region's live and sandbox lanes."""
-    accepted = await session.scalar(
-        region_wide(select(func.sum(MutationCounter.last_accepted_seq)), MutationCounter, region_id)
+    """Accepted but not yet done, over the region's live and sandbox lanes, in one statement."""
+    accepted = region_wide(select(func.sum(MutationCounter.last_accepted_seq)), MutationCounter, region_id)
+    done = region_wide(select(func.sum(MutationLane.last_done_seq)), MutationLane, region_id)
+    difference = select(
+        func.coalesce(accepted.scalar_subquery(), 0) - func.coalesce(done.scalar_subquery(), 0)
     )
-    done = await session.scalar(
-        region_wide(select(func.sum(MutationLane.last_done_seq)), MutationLane, region_id)
-    )
-    return int(accepted or 0) - int(done or 0)
+    return int(await session.scalar(difference) or 0)
 
 
 async def forget_expired_keys(session: AsyncSession, scope: Scope) -> int:
