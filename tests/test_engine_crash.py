@@ -215,15 +215,7 @@ async def test_a_killed_api_lost_no_accepted_write(tmp_path: Path) -> None:
         url = f"http://127.0.0.1:{port}"
         keys = [f"burst-{uuid.uuid4().hex}" for _ in range(300)]
         with processes() as running:
-            running.append(
-                start(
-                    [sys.executable, "-m", "tests.serve_with_test_route", str(port)],
-                    tmp_path,
-                    env,
-                    tmp_path / "api.log",
-                )
-            )
-            await _healthy(url)
+            running.append(await _start_api(port, tmp_path, env))
             async with httpx.AsyncClient(base_url=url, timeout=10) as http:
                 raised = {
                     "requestsPerSecond": 10000,
@@ -243,15 +235,7 @@ async def test_a_killed_api_lost_no_accepted_write(tmp_path: Path) -> None:
             got_202 = {k: a for k, a in zip(keys, answers, strict=True) if isinstance(a, str)}
             assert got_202, "the API was killed before any answer; nothing was tested"
             assert len(got_202) < len(keys), "the API answered everything before it was killed"
-            running.append(
-                start(
-                    [sys.executable, "-m", "tests.serve_with_test_route", str(port)],
-                    tmp_path,
-                    env,
-                    tmp_path / "api.log",
-                )
-            )
-            await _healthy(url)
+            running.append(await _start_api(port, tmp_path, env))
             async with httpx.AsyncClient(base_url=url, timeout=10) as http:
                 again = await asyncio.gather(*(_send(http, key, k) for k in keys))
         for idempotency_key, mutation_id in got_202.items():
@@ -271,6 +255,15 @@ async def _send(http: httpx.AsyncClient, key: str, idempotency_key: str) -> str:
     assert response.status_code == 202, response.text
     mutation_id: str = response.json()["data"]["mutationId"]
     return mutation_id
+
+
+async def _start_api(port: int, workdir: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """The API with the tests' write route and no workers, started and answering."""
+    api = start(
+        [sys.executable, "-m", "tests.serve_with_test_route", str(port)], workdir, env, workdir / "api.log"
+    )
+    await _healthy(f"http://127.0.0.1:{port}")
+    return api
 
 
 async def _healthy(url: str) -> None:
