@@ -212,10 +212,10 @@ async def test_a_silent_receiver_does_not_slow_mutations(
     client: httpx.AsyncClient, make_tenant: Any, receiver: Receiver
 ) -> None:
     tenant: Tenant = await make_tenant()
-    receiver.default = Reply(delay=6)
+    receiver.default = Reply(delay=12)
     ids = [await accepted(client, tenant, [{"value": str(n)}], callbackUrl=receiver.url()) for n in range(10)]
     for mutation_id in ids:
-        assert (await final(client, tenant, mutation_id, within=5))["status"] == "succeeded"
+        assert (await final(client, tenant, mutation_id, within=10))["status"] == "succeeded"
     assert all(r.answered_at is None for r in receiver.requests), "mutations waited for the receiver"
 
 
