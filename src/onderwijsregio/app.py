@@ -21,6 +21,7 @@ from onderwijsregio import __version__
 from onderwijsregio.api_keys import routes as api_key_routes
 from onderwijsregio.api_keys.usage import KeyUsage
 from onderwijsregio.auth.dependencies import route_access
+from onderwijsregio.candidates import routes as candidate_routes
 from onderwijsregio.config import Settings, get_settings
 from onderwijsregio.context import AppContext
 from onderwijsregio.cursors import CursorCodec
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None, *, run_workers: bool = True) ->
         lifespan=_lifespan(settings, run_workers),
     )
     api_routers = (
+        candidate_routes.router,
         mutation_routes.router,
         sandbox_routes.router,
         webhook_routes.router,

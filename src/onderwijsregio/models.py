@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from onderwijsregio.api_keys.models import ApiKey
 from onderwijsregio.auth.models import AdminOverride
+from onderwijsregio.candidates.models import Candidate, Interaction
 from onderwijsregio.db import Base
 from onderwijsregio.engine.models import (
     CallbackDelivery,
@@ -20,7 +21,9 @@ __all__ = [
     "AdminOverride",
     "ApiKey",
     "CallbackDelivery",
+    "Candidate",
     "IdempotencyRecord",
+    "Interaction",
     "Mutation",
     "MutationCounter",
     "MutationLane",

@@ -5,4 +5,5 @@ from __future__ import annotations
 
 
 def register_operations() -> None:
-    from onderwijsregio.sandbox import apply  # noqa: F401
+    from onderwijsregio.candidates import apply as candidates  # noqa: F401
+    from onderwijsregio.sandbox import apply as sandbox  # noqa: F401

@@ -1,0 +1,154 @@
+"""Candidate routes (contract §3.2). Reads answer at once; writes are mutations (202)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from pydantic import AwareDatetime, BaseModel
+from starlette.responses import Response
+
+from onderwijsregio.auth.dependencies import RegionRead, RegionWrite
+from onderwijsregio.auth.schemas import RegionContext
+from onderwijsregio.candidates import apply, service
+from onderwijsregio.candidates.validation import as_items, models_of, validated
+from onderwijsregio.context import AppContext, app_context
+from onderwijsregio.dependencies import DbSession
+from onderwijsregio.engine.accept import Submission, WriteOptions
+from onderwijsregio.engine.http import accept_write, write_options
+from onderwijsregio.envelope import Envelope, respond, respond_page
+from onderwijsregio.ids import new_id
+from onderwijsregio.middleware import API_PREFIX
+from onderwijsregio.mutations.schemas import Accepted
+from onderwijsregio.openapi_docs import error_responses
+from onderwijsregio.pagination import PageRequest, page_request
+from onderwijsregio.validation import STRICT_INPUT
+
+router = APIRouter(prefix=API_PREFIX, tags=["Candidates"])
+Reader = Annotated[RegionContext, Depends(RegionRead)]
+Writer = Annotated[RegionContext, Depends(RegionWrite)]
+Fields = Annotated[str | None, Query(max_length=2000, description="Comma-separated properties; id always")]
+Include = Annotated[str | None, Query(description="`interactions`: the newest 100 of each candidate")]
+ArchivedFilter = Annotated[service.Archived, Query(description="false (default), true or all")]
+
+
+@router.post(
+    "/candidates",
+    status_code=202,
+    summary="Create 1 to 10 candidates (a single object is taken as an array of one)",
+    response_model=Envelope[Accepted],
+    responses=error_responses(400, 401, 403, 413, 415, 422, 429),
+)
+async def create_candidates(
+    request: Request,
+    caller: Writer,
+    session: DbSession,
+    options: Annotated[WriteOptions, Depends(write_options)],
+    body: Annotated[Any, Body(description="One candidate, or an array of 1 to 10; see GET /schema")],
+) -> Response:
+    create_model, _ = models_of(caller.region)
+    candidates = validated(create_model, as_items(body))
+
+    async def submission() -> Submission:
+        ids = [new_id("cand") for _ in candidates]
+        items = [
+            {
+                "id": candidate_id,
+                "candidate": candidate,
+                "interactionIds": [new_id("int") for _ in candidate.get("interactions") or []],
+            }
+            for candidate_id, candidate in zip(ids, candidates, strict=True)
+        ]
+        return Submission(apply.CREATE, items, ids)
+
+    return await accept_write(request, caller, session, options, submission)
+
+
+@router.get(
+    "/candidates",
+    summary="List candidates (keyset pages; sort=updatedAt follows every change)",
+    response_model=Envelope[list[dict[str, Any]]],
+    responses=error_responses(400, 401, 403, 429),
+)
+async def list_candidates(
+    request: Request,
+    caller: Reader,
+    session: DbSession,
+    context: Annotated[AppContext, Depends(app_context)],
+    page: Annotated[PageRequest, Depends(page_request)],
+    fields: Fields = None,
+    include: Include = None,
+    phase: Annotated[str | None, Query(max_length=40)] = None,
+    archived: ArchivedFilter = "false",
+    updated_since: Annotated[AwareDatetime | None, Query(alias="updatedSince")] = None,
+    created_since: Annotated[AwareDatetime | None, Query(alias="createdSince")] = None,
+    sort: Annotated[service.Sort, Query()] = "createdAt",
+) -> Response:
+    query = service.ListQuery(phase, archived, updated_since, created_since, sort)
+    items, cursor = await service.list_candidates(
+        session,
+        caller.scope,
+        query,
+        page.page_size,
+        page.cursor,
+        context.cursors,
+        service.shape_of(fields, include),
+    )
+    return respond_page(request, items, "Candidates retrieved", cursor=cursor, page_size=page.page_size)
+
+
+class FindQuery(BaseModel):
+    model_config = STRICT_INPUT
+
+    email: str | None = None
+    phone: str | None = None
+    archived: service.Archived = "false"
+
+
+@router.get(
+    "/candidates/find",
+    summary="Find candidates by e-mail (case-insensitive) or phone (any notation); prefer POST",
+    response_model=Envelope[list[dict[str, Any]]],
+    responses=error_responses(400, 401, 403, 429),
+)
+async def find_by_query(
+    request: Request,
+    caller: Reader,
+    session: DbSession,
+    email: Annotated[str | None, Query(max_length=254)] = None,
+    phone: Annotated[str | None, Query(max_length=32)] = None,
+    archived: ArchivedFilter = "false",
+) -> Response:
+    found = await service.find(session, caller.scope, email, phone, archived)
+    return respond(request, found, "Candidates found")
+
+
+@router.post(
+    "/candidates/find",
+    summary="Find candidates, with the e-mail or phone in the body (kept out of URLs and logs)",
+    response_model=Envelope[list[dict[str, Any]]],
+    responses=error_responses(400, 401, 403, 415, 422, 429),
+)
+async def find_by_body(request: Request, caller: Reader, session: DbSession, body: FindQuery) -> Response:
+    found = await service.find(session, caller.scope, body.email, body.phone, body.archived)
+    return respond(request, found, "Candidates found")
+
+
+@router.get(
+    "/candidates/{candidateId}",
+    summary="Read a candidate",
+    response_model=Envelope[dict[str, Any]],
+    responses=error_responses(400, 401, 403, 404, 429),
+)
+async def read_candidate(
+    request: Request,
+    candidateId: str,
+    caller: Reader,
+    session: DbSession,
+    fields: Fields = None,
+    include: Include = None,
+) -> Response:
+    shape = service.shape_of(fields, include)
+    return respond(
+        request, await service.get_candidate(session, caller.scope, candidateId, shape), "Candidate retrieved"
+    )

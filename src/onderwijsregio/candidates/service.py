@@ -1,0 +1,202 @@
+"""Reading candidates (contract §3.2): one, a keyset-paged list, and find by e-mail or phone."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import Select, literal, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from onderwijsregio.candidates.models import Candidate, Interaction
+from onderwijsregio.candidates.normalize import email_key, phone_key
+from onderwijsregio.candidates.properties import INPUT_PROPERTIES
+from onderwijsregio.clock import to_rfc3339
+from onderwijsregio.cursors import CursorCodec
+from onderwijsregio.db import UtcDateTime
+from onderwijsregio.errors import BadRequest, InvalidCursor, NotFound
+from onderwijsregio.ids import has_shape
+from onderwijsregio.scope import Scope, scoped
+
+OUTPUT_PROPERTIES = [p for p in INPUT_PROPERTIES if p != "interactions"]
+LIST_PROPERTIES = {"sectors", "functions", "qualifications", "curriculumVitae", "otherAttachments"}
+READ_ONLY = ["regionId", "archived", "archivedAt", "createdAt", "updatedAt", "privacyConsentAt"]
+SELECTABLE = sorted({*OUTPUT_PROPERTIES, *READ_ONLY, "interactions"})
+INCLUDED_INTERACTIONS = 100
+Archived = Literal["false", "true", "all"]
+Sort = Literal["createdAt", "-createdAt", "updatedAt"]
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Which properties an answer carries (`fields`) and whether it includes interactions."""
+
+    fields: frozenset[str] | None
+    interactions: bool
+
+
+def shape_of(fields: str | None, include: str | None) -> Shape:
+    chosen = None
+    if fields is not None:
+        chosen = frozenset(f.strip() for f in fields.split(",") if f.strip())
+        unknown = sorted(chosen - set(SELECTABLE) - {"id"})
+        if unknown:
+            raise BadRequest(f"Unknown fields: {', '.join(unknown)}. Valid: {', '.join(SELECTABLE)}")
+    if include not in (None, "interactions"):
+        raise BadRequest("include takes only 'interactions'")
+    return Shape(chosen, include == "interactions")
+
+
+def candidate_view(
+    candidate: Candidate, shape: Shape, interactions: Sequence[Interaction] = ()
+) -> dict[str, Any]:
+    properties = candidate.properties
+    view: dict[str, Any] = {"id": candidate.id, "regionId": candidate.region_id}
+    for name in OUTPUT_PROPERTIES:
+        default: Any = [] if name in LIST_PROPERTIES else {} if name == "customFields" else None
+        view[name] = properties.get(name, default)
+    view.update(
+        archived=candidate.archived,
+        archivedAt=to_rfc3339(candidate.archived_at),
+        createdAt=to_rfc3339(candidate.created_at),
+        updatedAt=to_rfc3339(candidate.updated_at),
+        privacyConsentAt=to_rfc3339(candidate.privacy_consent_at),
+    )
+    if shape.interactions:
+        view["interactions"] = [interaction_view(i) for i in interactions]
+    if shape.fields is not None:
+        view = {k: v for k, v in view.items() if k == "id" or k in shape.fields}
+    return view
+
+
+def interaction_view(interaction: Interaction) -> dict[str, Any]:
+    properties = interaction.properties
+    return {
+        "id": interaction.id,
+        "candidateId": interaction.candidate_id,
+        "type": properties["type"],
+        "performedAt": to_rfc3339(interaction.performed_at),
+        **{
+            name: properties.get(name)
+            for name in ("title", "summary", "notes", "durationMinutes", "performedBy")
+        },
+        "createdAt": to_rfc3339(interaction.created_at),
+        "updatedAt": to_rfc3339(interaction.updated_at),
+    }
+
+
+async def get_candidate(
+    session: AsyncSession, scope: Scope, candidate_id: str, shape: Shape
+) -> dict[str, Any]:
+    candidate = None
+    if has_shape(candidate_id, "cand"):
+        candidate = await session.scalar(
+            scoped(select(Candidate), Candidate, scope).where(Candidate.id == candidate_id)
+        )
+    if candidate is None:
+        raise NotFound("Candidate not found")
+    return (await views(session, scope, [candidate], shape))[0]
+
+
+async def views(
+    session: AsyncSession, scope: Scope, candidates: Sequence[Candidate], shape: Shape
+) -> list[dict[str, Any]]:
+    included: dict[str, list[Interaction]] = {c.id: [] for c in candidates}
+    if shape.interactions and candidates:
+        rows = await session.scalars(
+            scoped(select(Interaction), Interaction, scope)
+            .where(Interaction.candidate_id.in_(included))
+            .order_by(Interaction.performed_at.desc(), Interaction.id.desc())
+        )
+        for interaction in rows:
+            if len(included[interaction.candidate_id]) < INCLUDED_INTERACTIONS:
+                included[interaction.candidate_id].append(interaction)
+    return [candidate_view(c, shape, included[c.id]) for c in candidates]
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    phase: str | None
+    archived: Archived
+    updated_since: datetime | None
+    created_since: datetime | None
+    sort: Sort
+
+
+async def list_candidates(
+    session: AsyncSession,
+    scope: Scope,
+    query: ListQuery,
+    page_size: int,
+    cursor: str | None,
+    cursors: CursorCodec,
+    shape: Shape,
+) -> tuple[list[dict[str, Any]], str | None]:
+    statement = _filtered(scoped(select(Candidate), Candidate, scope), query)
+    listing = f"candidates:{scope.region_id}:{scope.sandbox}:{query.sort}"
+    if cursor is not None:
+        statement = _after(statement, query.sort, cursors.decode(listing, cursor))
+    rows = list((await session.scalars(_ordered(statement, query.sort).limit(page_size + 1))).all())
+    more = len(rows) > page_size
+    rows = rows[:page_size]
+    following = cursors.encode(listing, _position(rows[-1], query.sort)) if more else None
+    return await views(session, scope, rows, shape), following
+
+
+def _filtered(statement: Select[Any], query: ListQuery) -> Select[Any]:
+    if query.archived != "all":
+        statement = statement.where(Candidate.archived.is_(query.archived == "true"))
+    if query.phase is not None:
+        statement = statement.where(Candidate.phase == query.phase)
+    if query.updated_since is not None:
+        statement = statement.where(Candidate.updated_at >= query.updated_since)
+    if query.created_since is not None:
+        statement = statement.where(Candidate.created_at >= query.created_since)
+    return statement
+
+
+def _ordered(statement: Select[Any], sort: Sort) -> Select[Any]:
+    if sort == "updatedAt":  # the change sequence: a syncing client never misses a change (§1.3)
+        return statement.order_by(Candidate.change_seq)
+    if sort == "-createdAt":
+        return statement.order_by(Candidate.created_at.desc(), Candidate.id.desc())
+    return statement.order_by(Candidate.created_at, Candidate.id)
+
+
+def _position(candidate: Candidate, sort: Sort) -> list[Any]:
+    if sort == "updatedAt":
+        return [candidate.change_seq]
+    return [to_rfc3339(candidate.created_at), candidate.id]
+
+
+def _after(statement: Select[Any], sort: Sort, position: list[Any]) -> Select[Any]:
+    try:
+        if sort == "updatedAt":
+            (change,) = position
+            return statement.where(Candidate.change_seq > int(change))
+        created, candidate_id = position
+        at = literal(datetime.fromisoformat(str(created).replace("Z", "+00:00")), UtcDateTime())
+        key = tuple_(Candidate.created_at, Candidate.id)
+        mark = tuple_(at, literal(str(candidate_id)))
+        return statement.where(key < mark if sort == "-createdAt" else key > mark)
+    except (ValueError, TypeError):
+        raise InvalidCursor() from None
+
+
+async def find(
+    session: AsyncSession, scope: Scope, email: str | None, phone: str | None, archived: Archived
+) -> list[dict[str, Any]]:
+    """Email wins when both are given; oldest first."""
+    if not email and not phone:
+        raise BadRequest("Give an email or a phone number")
+    statement = scoped(select(Candidate), Candidate, scope)
+    if email:
+        statement = statement.where(Candidate.email_key == email_key(email))
+    else:
+        statement = statement.where(Candidate.phone_key == phone_key(str(phone)))
+    if archived != "all":
+        statement = statement.where(Candidate.archived.is_(archived == "true"))
+    rows = (await session.scalars(statement.order_by(Candidate.created_at, Candidate.id).limit(100))).all()
+    return await views(session, scope, rows, Shape(None, False))
