@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import Tenant
-from tests.engine_helpers import final
+from tests.engine_helpers import accepted, final
 from tests.test_envelope import assert_error
 
 API = "/api/v2"
@@ -171,3 +171,143 @@ async def test_reading_needs_read_and_writing_needs_write(client: httpx.AsyncCli
         403,
         "forbidden",
     )
+
+
+async def run(
+    client: httpx.AsyncClient, tenant: Tenant, method: str, path: str, body: Any = None
+) -> dict[str, Any]:
+    response = await client.request(method, f"{API}{path}", json=body, headers=tenant.headers())
+    assert response.status_code == 202, response.text
+    return await final(client, tenant, response.json()["data"]["mutationId"])
+
+
+async def test_patch_archive_and_erase(client: httpx.AsyncClient, tenant: Tenant, admin_key: str) -> None:
+    field = {"key": "hasCar", "label": "Auto", "type": "boolean", "required": False}
+    await client.patch(
+        f"{API}/regions/{tenant.id}", json={"customFields": [field]}, headers={"x-api-key": admin_key}
+    )
+    [cid] = await create(
+        client,
+        tenant,
+        person(
+            city="Delft",
+            notes="Blijft",
+            sectors=["Primair onderwijs"],
+            customFields={"hasCar": True},
+            privacyConsent=False,
+        ),
+    )
+    first = (await client.get(f"{API}/candidates/{cid}", headers=tenant.headers())).json()["data"]
+    assert first["privacyConsentAt"] is None
+    done = await run(
+        client,
+        tenant,
+        "PATCH",
+        f"/candidates/{cid}",
+        {
+            "city": None,
+            "sectors": ["Hoger onderwijs"],
+            "privacyConsent": True,
+            "customFields": {"hasCar": None},
+        },
+    )
+    assert done["results"][0]["action"] == "updated"
+    data = (await client.get(f"{API}/candidates/{cid}", headers=tenant.headers())).json()["data"]
+    assert data["city"] is None and data["notes"] == "Blijft" and data["sectors"] == ["Hoger onderwijs"]
+    assert data["customFields"] == {} and data["privacyConsentAt"] is not None
+    assert data["updatedAt"] > first["updatedAt"]
+    for bad in (
+        {},
+        {"email": None},
+        {"interactions": [{"type": "Anders", "performedAt": "2026-01-01T00:00:00Z"}]},
+    ):
+        assert_error(
+            await client.patch(f"{API}/candidates/{cid}", json=bad, headers=tenant.headers()),
+            422,
+            "validation_failed",
+        )
+    assert (await run(client, tenant, "POST", f"/candidates/{cid}/archive"))["results"][0][
+        "action"
+    ] == "archived"
+    assert cid not in [
+        c["id"] for c in (await client.get(f"{API}/candidates", headers=tenant.headers())).json()["data"]
+    ]
+    assert (await run(client, tenant, "POST", f"/candidates/{cid}/unarchive"))["status"] == "succeeded"
+    assert (await run(client, tenant, "DELETE", f"/candidates/{cid}"))["results"][0]["action"] == "deleted"
+    assert_error(await client.get(f"{API}/candidates/{cid}", headers=tenant.headers()), 404, "not_found")
+    # a write to an erased (or never created) candidate is refused at once, nothing queued
+    before = len((await client.get(f"{API}/mutations", headers=tenant.headers())).json()["data"])
+    for method, path in (
+        ("PATCH", f"/candidates/{cid}"),
+        ("DELETE", f"/candidates/{cid}"),
+        ("POST", "/candidates/cand_01ZZZZZZZZZZZZZZZZZZZZZZZZ/archive"),
+    ):
+        body = {"city": "Nergens"} if method == "PATCH" else None
+        assert_error(
+            await client.request(method, f"{API}{path}", json=body, headers=tenant.headers()),
+            404,
+            "not_found",
+        )
+    assert len((await client.get(f"{API}/mutations", headers=tenant.headers())).json()["data"]) == before
+
+
+async def test_a_write_to_a_candidate_still_being_created_is_accepted(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    await accepted(client, tenant, [{"value": "slow", "prepareSeconds": 1.5}])  # the lane waits behind it
+    created = await client.post(f"{API}/candidates", json=person(), headers=tenant.headers())
+    cid = created.json()["data"]["resourceIds"][0]
+    patched = await client.patch(f"{API}/candidates/{cid}", json={"city": "Gouda"}, headers=tenant.headers())
+    assert patched.status_code == 202  # pending creation counts as existing
+    pending = await client.get(f"{API}/candidates/{cid}", headers=tenant.headers())
+    assert pending.status_code == 404, "the creation should still have been waiting"
+    await final(client, tenant, patched.json()["data"]["mutationId"])
+    data = (await client.get(f"{API}/candidates/{cid}", headers=tenant.headers())).json()["data"]
+    assert data["city"] == "Gouda"
+
+
+async def test_upsert_updates_the_oldest_match(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    email = f"upsert-{uuid.uuid4().hex[:8]}@example.org"
+    first = await run(client, tenant, "POST", "/candidates/upsert", person(email=email, city="Gouda"))
+    assert first["results"][0]["action"] == "created"
+    cid = first["results"][0]["resourceId"]
+    again = await run(
+        client,
+        tenant,
+        "POST",
+        "/candidates/upsert",
+        person(
+            email=email.upper(),
+            name="Nieuw",
+            interactions=[{"type": "E-mail", "performedAt": "2026-03-24T10:00:00Z"}],
+        ),
+    )
+    assert again["results"][0] == {
+        "index": 0,
+        "status": "succeeded",
+        "resourceType": "candidate",
+        "resourceId": cid,
+        "action": "updated",
+    }
+    data = (
+        await client.get(
+            f"{API}/candidates/{cid}", params={"include": "interactions"}, headers=tenant.headers()
+        )
+    ).json()["data"]
+    assert data["name"] == "Nieuw" and data["city"] == "Gouda" and len(data["interactions"]) == 1
+
+
+async def test_sort_by_updated_at_follows_every_change(client: httpx.AsyncClient, make_tenant: Any) -> None:
+    tenant: Tenant = await make_tenant()
+    first, second = await create(client, tenant, person(), person())
+    page = (
+        await client.get(f"{API}/candidates", params={"sort": "updatedAt"}, headers=tenant.headers())
+    ).json()
+    assert [c["id"] for c in page["data"]] == [first, second]
+    resume = page["meta"]["cursor"]
+    assert resume is None
+    await run(client, tenant, "PATCH", f"/candidates/{first}", {"city": "Ede"})
+    again = (
+        await client.get(f"{API}/candidates", params={"sort": "updatedAt"}, headers=tenant.headers())
+    ).json()
+    assert [c["id"] for c in again["data"]] == [second, first]

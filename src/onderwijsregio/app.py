@@ -49,6 +49,7 @@ from onderwijsregio.outbound.urls import UrlPolicy
 from onderwijsregio.ratelimit import RateLimiter
 from onderwijsregio.regions import routes as region_routes
 from onderwijsregio.sandbox import routes as sandbox_routes
+from onderwijsregio.schema import routes as schema_routes
 from onderwijsregio.webhooks import routes as webhook_routes
 
 TAGS = [
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None, *, run_workers: bool = True) ->
         lifespan=_lifespan(settings, run_workers),
     )
     api_routers = (
+        schema_routes.router,
         candidate_routes.router,
         mutation_routes.router,
         sandbox_routes.router,

@@ -79,3 +79,113 @@ async def forget_sandbox_candidates(session: AsyncSession, scope: Scope, _reset_
     """Candidates and (by cascade, and explicitly for engines without it) their interactions."""
     await session.execute(scoped(delete(Interaction), Interaction, scope))
     await session.execute(scoped(delete(Candidate), Candidate, scope))
+
+
+UPDATE, UPSERT = "candidates.update", "candidates.upsert"
+ARCHIVE, UNARCHIVE, DELETE = "candidates.archive", "candidates.unarchive", "candidates.delete"
+
+
+async def _existing(context: ApplyContext, candidate_id: str) -> Candidate:
+    """Checked again at execution: a candidate erased since acceptance fails the item."""
+    candidate = await context.session.scalar(
+        scoped(select(Candidate), Candidate, context.scope).where(Candidate.id == candidate_id)
+    )
+    if candidate is None:
+        raise ItemFailed("not_found", "The candidate does not exist (any more)")
+    return candidate
+
+
+def patch(context: ApplyContext, candidate: Candidate, changes: dict[str, Any]) -> None:
+    """Patch semantics (§3.2): arrays replaced, scalars overwritten, null clears, customFields per key."""
+    properties = dict(candidate.properties)
+    consented_before = bool(properties.get("privacyConsent"))
+    for name, value in changes.items():
+        if name == "customFields":
+            merged = {**properties.get("customFields", {}), **value}
+            properties["customFields"] = {k: v for k, v in merged.items() if v is not None}
+        elif value is None:
+            properties.pop(name, None)
+        else:
+            properties[name] = value
+    candidate.properties = properties
+    candidate.email_key = email_key(properties["email"])
+    candidate.phone_key = phone_key(properties["phone"]) if properties.get("phone") else None
+    candidate.phase = properties.get("phase", "nieuw")
+    if properties.get("privacyConsent") and not consented_before:
+        candidate.privacy_consent_at = context.now
+    touched(context, candidate)
+
+
+def touched(context: ApplyContext, candidate: Candidate) -> None:
+    candidate.updated_at = context.now
+    candidate.change_seq = context.next_change()
+
+
+async def apply_update(context: ApplyContext, item: dict[str, Any], _prepared: Any) -> ItemOutcome:
+    candidate = await _existing(context, item["id"])
+    patch(context, candidate, item["patch"])
+    return ItemOutcome("candidate", candidate.id, "updated")
+
+
+async def apply_archive(context: ApplyContext, item: dict[str, Any], _prepared: Any) -> ItemOutcome:
+    candidate = await _existing(context, item["id"])
+    archive = item["archive"]
+    if candidate.archived != archive:
+        candidate.archived, candidate.archived_at = archive, context.now if archive else None
+        touched(context, candidate)
+    return ItemOutcome("candidate", candidate.id, "archived" if archive else "unarchived")
+
+
+async def apply_delete(context: ApplyContext, item: dict[str, Any], _prepared: Any) -> ItemOutcome:
+    """Permanent erasure: the candidate and its interactions."""
+    candidate = await _existing(context, item["id"])
+    await context.session.execute(
+        scoped(delete(Interaction), Interaction, context.scope).where(
+            Interaction.candidate_id == candidate.id
+        )
+    )
+    await context.session.delete(candidate)
+    context.next_change()
+    return ItemOutcome("candidate", item["id"], "deleted")
+
+
+async def apply_upsert(context: ApplyContext, item: dict[str, Any], _prepared: Any) -> ItemOutcome:
+    """The oldest candidate with this e-mail (else this phone) is updated; otherwise one is created."""
+    properties = dict(item["candidate"])
+    interactions = properties.pop("interactions", None) or []
+    candidate = await _oldest_match(context, properties)
+    if candidate is None:
+        candidate = new_candidate(context, item["newId"], properties)
+        context.session.add(candidate)
+        action = "created"
+    else:
+        patch(context, candidate, properties)
+        action = "updated"
+    await context.session.flush()
+    for interaction_id, interaction in zip(item["interactionIds"], interactions, strict=True):
+        context.session.add(new_interaction(context, candidate.id, interaction_id, interaction))
+    return ItemOutcome("candidate", candidate.id, action)
+
+
+async def _oldest_match(context: ApplyContext, properties: dict[str, Any]) -> Candidate | None:
+    oldest = (
+        scoped(select(Candidate), Candidate, context.scope)
+        .order_by(Candidate.created_at, Candidate.id)
+        .limit(1)
+    )
+    found = await context.session.scalar(oldest.where(Candidate.email_key == email_key(properties["email"])))
+    if found is None and properties.get("phone"):
+        found = await context.session.scalar(
+            oldest.where(Candidate.phone_key == phone_key(properties["phone"]))
+        )
+    return found
+
+
+for _operation in (
+    Operation(UPDATE, apply_update),
+    Operation(UPSERT, apply_upsert),
+    Operation(ARCHIVE, apply_archive),
+    Operation(UNARCHIVE, apply_archive),
+    Operation(DELETE, apply_delete),
+):
+    register(_operation)

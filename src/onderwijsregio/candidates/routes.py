@@ -11,7 +11,7 @@ from starlette.responses import Response
 from onderwijsregio.auth.dependencies import RegionRead, RegionWrite
 from onderwijsregio.auth.schemas import RegionContext
 from onderwijsregio.candidates import apply, service
-from onderwijsregio.candidates.validation import as_items, models_of, validated
+from onderwijsregio.candidates.validation import as_items, models_of, validated, validated_one
 from onderwijsregio.context import AppContext, app_context
 from onderwijsregio.dependencies import DbSession
 from onderwijsregio.engine.accept import Submission, WriteOptions
@@ -60,6 +60,34 @@ async def create_candidates(
             for candidate_id, candidate in zip(ids, candidates, strict=True)
         ]
         return Submission(apply.CREATE, items, ids)
+
+    return await accept_write(request, caller, session, options, submission)
+
+
+@router.post(
+    "/candidates/upsert",
+    status_code=202,
+    summary="Create a candidate, or update the oldest one with the same e-mail (else phone)",
+    response_model=Envelope[Accepted],
+    responses=error_responses(400, 401, 403, 413, 415, 422, 429),
+)
+async def upsert_candidate(
+    request: Request,
+    caller: Writer,
+    session: DbSession,
+    options: Annotated[WriteOptions, Depends(write_options)],
+    body: Annotated[Any, Body(description="One candidate; see GET /schema")],
+) -> Response:
+    create_model, _ = models_of(caller.region)
+    candidate = validated_one(create_model, body)
+
+    async def submission() -> Submission:
+        item = {
+            "candidate": candidate,
+            "newId": new_id("cand"),
+            "interactionIds": [new_id("int") for _ in candidate.get("interactions") or []],
+        }
+        return Submission(apply.UPSERT, [item], [])
 
     return await accept_write(request, caller, session, options, submission)
 
@@ -152,3 +180,92 @@ async def read_candidate(
     return respond(
         request, await service.get_candidate(session, caller.scope, candidateId, shape), "Candidate retrieved"
     )
+
+
+@router.patch(
+    "/candidates/{candidateId}",
+    status_code=202,
+    summary="Change a candidate (patch semantics; customFields merge per key)",
+    response_model=Envelope[Accepted],
+    responses=error_responses(400, 401, 403, 404, 413, 415, 422, 429),
+)
+async def update_candidate(
+    request: Request,
+    candidateId: str,
+    caller: Writer,
+    session: DbSession,
+    options: Annotated[WriteOptions, Depends(write_options)],
+    body: Annotated[Any, Body(description="The properties to change; see GET /schema?operation=update")],
+) -> Response:
+    _, update_model = models_of(caller.region)
+    changes = validated_one(update_model, body)
+    return await _write_one(request, caller, session, options, candidateId, apply.UPDATE, {"patch": changes})
+
+
+@router.post(
+    "/candidates/{candidateId}/archive",
+    status_code=202,
+    summary="Archive a candidate: hidden from lists and find unless asked for",
+    response_model=Envelope[Accepted],
+    responses=error_responses(400, 401, 403, 404, 422, 429),
+)
+async def archive_candidate(
+    request: Request,
+    candidateId: str,
+    caller: Writer,
+    session: DbSession,
+    options: Annotated[WriteOptions, Depends(write_options)],
+) -> Response:
+    return await _write_one(request, caller, session, options, candidateId, apply.ARCHIVE, {"archive": True})
+
+
+@router.post(
+    "/candidates/{candidateId}/unarchive",
+    status_code=202,
+    summary="Bring an archived candidate back",
+    response_model=Envelope[Accepted],
+    responses=error_responses(400, 401, 403, 404, 422, 429),
+)
+async def unarchive_candidate(
+    request: Request,
+    candidateId: str,
+    caller: Writer,
+    session: DbSession,
+    options: Annotated[WriteOptions, Depends(write_options)],
+) -> Response:
+    return await _write_one(
+        request, caller, session, options, candidateId, apply.UNARCHIVE, {"archive": False}
+    )
+
+
+@router.delete(
+    "/candidates/{candidateId}",
+    status_code=202,
+    summary="Erase a candidate permanently, with its interactions",
+    response_model=Envelope[Accepted],
+    responses=error_responses(400, 401, 403, 404, 422, 429),
+)
+async def delete_candidate(
+    request: Request,
+    candidateId: str,
+    caller: Writer,
+    session: DbSession,
+    options: Annotated[WriteOptions, Depends(write_options)],
+) -> Response:
+    return await _write_one(request, caller, session, options, candidateId, apply.DELETE, {})
+
+
+async def _write_one(
+    request: Request,
+    caller: RegionContext,
+    session: DbSession,
+    options: WriteOptions,
+    candidate_id: str,
+    operation: str,
+    details: dict[str, Any],
+) -> Response:
+    async def submission() -> Submission:
+        await service.ensure_writable(session, caller.scope, candidate_id)
+        return Submission(operation, [{"id": candidate_id, **details}], [candidate_id])
+
+    return await accept_write(request, caller, session, options, submission)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Select, literal, select, tuple_
+from sqlalchemy import Select, String, cast, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from onderwijsregio.candidates.models import Candidate, Interaction
@@ -16,6 +16,7 @@ from onderwijsregio.candidates.properties import INPUT_PROPERTIES
 from onderwijsregio.clock import to_rfc3339
 from onderwijsregio.cursors import CursorCodec
 from onderwijsregio.db import UtcDateTime
+from onderwijsregio.engine.models import UNFINISHED, Mutation
 from onderwijsregio.errors import BadRequest, InvalidCursor, NotFound
 from onderwijsregio.ids import has_shape
 from onderwijsregio.scope import Scope, scoped
@@ -200,3 +201,24 @@ async def find(
         statement = statement.where(Candidate.archived.is_(archived == "true"))
     rows = (await session.scalars(statement.order_by(Candidate.created_at, Candidate.id).limit(100))).all()
     return await views(session, scope, rows, Shape(None, False))
+
+
+async def ensure_writable(session: AsyncSession, scope: Scope, candidate_id: str) -> None:
+    """A write to a candidate that neither exists nor is pending creation here → 404 at once (§3.2)."""
+    if has_shape(candidate_id, "cand"):
+        if await session.scalar(
+            scoped(select(Candidate.id), Candidate, scope).where(Candidate.id == candidate_id)
+        ):
+            return
+        pending = await session.scalar(
+            scoped(select(Mutation.id), Mutation, scope)
+            .where(
+                Mutation.status.in_(UNFINISHED),
+                Mutation.operation == "candidates.create",
+                cast(Mutation.resource_ids, String).contains(f'"{candidate_id}"'),
+            )
+            .limit(1)
+        )
+        if pending is not None:
+            return
+    raise NotFound("Candidate not found")

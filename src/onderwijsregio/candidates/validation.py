@@ -48,3 +48,15 @@ def validated(model: type[BaseModel], items: list[Any]) -> list[dict[str, Any]]:
     if problems:
         raise ValidationFailed(issues=problems)
     return accepted
+
+
+def validated_one(model: type[BaseModel], body: Any) -> dict[str, Any]:
+    """One object (PATCH, upsert): issue paths start at its properties."""
+    if isinstance(body, bytes):
+        raise UnsupportedMediaType()
+    try:
+        return model.model_validate(body).model_dump(mode="json", exclude_unset=True)
+    except ValidationError as error:
+        raise ValidationFailed(
+            issues=[issue(list(e["loc"]), e["type"], e["msg"]) for e in error.errors(include_url=False)]
+        ) from None
