@@ -41,6 +41,7 @@ from onderwijsregio.errors import (
     ValidationFailed,
     issue,
 )
+from onderwijsregio.interactions import routes as interaction_routes
 from onderwijsregio.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from onderwijsregio.mutations import routes as mutation_routes
 from onderwijsregio.openapi_docs import describe_access
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None, *, run_workers: bool = True) ->
     api_routers = (
         schema_routes.router,
         candidate_routes.router,
+        interaction_routes.router,
         mutation_routes.router,
         sandbox_routes.router,
         webhook_routes.router,

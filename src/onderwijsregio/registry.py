@@ -6,4 +6,5 @@ from __future__ import annotations
 
 def register_operations() -> None:
     from onderwijsregio.candidates import apply as candidates  # noqa: F401
+    from onderwijsregio.interactions import apply as interactions  # noqa: F401
     from onderwijsregio.sandbox import apply as sandbox  # noqa: F401

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import AwareDatetime, BaseModel, Field, StrictInt, StringConstraints
+from pydantic import AwareDatetime, BaseModel, Field, StrictInt, StringConstraints, model_validator
 
 from onderwijsregio.validation import STRICT_INPUT
 
@@ -39,3 +39,26 @@ class InteractionInput(BaseModel):
     notes: Notes | None = None
     durationMinutes: Minutes | None = None
     performedBy: Title | None = None
+
+
+class InteractionUpdate(BaseModel):
+    """Patch semantics: at least one property; `null` clears an optional one, never type or performedAt."""
+
+    model_config = STRICT_INPUT
+
+    type: InteractionType | None = None
+    performedAt: AwareDatetime | None = None
+    title: Title | None = None
+    summary: Summary | None = None
+    notes: Notes | None = None
+    durationMinutes: Minutes | None = None
+    performedBy: Title | None = None
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> Self:
+        if not self.model_fields_set:
+            raise ValueError("give at least one property to change")
+        for required in ("type", "performedAt"):
+            if required in self.model_fields_set and getattr(self, required) is None:
+                raise ValueError(f"'{required}' cannot be cleared")
+        return self
