@@ -163,6 +163,18 @@ async def find_by_body(request: Request, caller: Reader, session: DbSession, bod
 
 
 @router.get(
+    "/candidates/{candidateId}/export",
+    summary="Everything stored about a candidate (for a subject access request)",
+    response_model=Envelope[dict[str, Any]],
+    responses=error_responses(400, 401, 403, 404, 429),
+)
+async def export_candidate(
+    request: Request, candidateId: str, caller: Reader, session: DbSession
+) -> Response:
+    return respond(request, await service.export(session, caller.scope, candidateId), "Candidate exported")
+
+
+@router.get(
     "/candidates/{candidateId}",
     summary="Read a candidate",
     response_model=Envelope[dict[str, Any]],

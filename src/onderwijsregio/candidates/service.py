@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Select, String, cast, literal, select, tuple_
+from sqlalchemy import Select, String, cast, literal, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from onderwijsregio.candidates.models import Candidate, Interaction
@@ -17,6 +17,7 @@ from onderwijsregio.clock import to_rfc3339
 from onderwijsregio.cursors import CursorCodec
 from onderwijsregio.db import UtcDateTime
 from onderwijsregio.engine.models import UNFINISHED, Mutation
+from onderwijsregio.engine.views import mutation_view
 from onderwijsregio.errors import BadRequest, InvalidCursor, NotFound
 from onderwijsregio.ids import has_shape
 from onderwijsregio.scope import Scope, scoped
@@ -222,3 +223,31 @@ async def ensure_writable(session: AsyncSession, scope: Scope, candidate_id: str
         if pending is not None:
             return
     raise NotFound("Candidate not found")
+
+
+async def export(session: AsyncSession, scope: Scope, candidate_id: str) -> dict[str, Any]:
+    """Everything stored about one candidate (a subject access request): its properties, every
+    interaction, its attachments, and the mutations that concerned it (never their payloads)."""
+    candidate = await get_candidate(session, scope, candidate_id, Shape(None, False))
+    interactions = await session.scalars(
+        scoped(select(Interaction), Interaction, scope)
+        .where(Interaction.candidate_id == candidate_id)
+        .order_by(Interaction.performed_at.desc(), Interaction.id.desc())
+    )
+    named = f'"{candidate_id}"'
+    mutations = await session.scalars(
+        scoped(select(Mutation), Mutation, scope)
+        .where(
+            or_(
+                cast(Mutation.resource_ids, String).contains(named),
+                cast(Mutation.results, String).contains(named),
+            )
+        )
+        .order_by(Mutation.seq)
+    )
+    return {
+        "candidate": candidate,
+        "interactions": [interaction_view(i) for i in interactions],
+        "attachments": [],  # the attachments issue fills this
+        "mutations": [mutation_view(m, None) | {"callback": None} for m in mutations],
+    }
