@@ -15,7 +15,7 @@ from onderwijsregio.candidates.validation import as_items, models_of, validated,
 from onderwijsregio.context import AppContext, app_context
 from onderwijsregio.dependencies import DbSession
 from onderwijsregio.engine.accept import Submission, WriteOptions
-from onderwijsregio.engine.http import accept_write, write_options
+from onderwijsregio.engine.http import accept_write, accept_write_to_one, write_options
 from onderwijsregio.envelope import Envelope, respond, respond_page
 from onderwijsregio.ids import new_id
 from onderwijsregio.middleware import API_PREFIX
@@ -211,7 +211,14 @@ async def update_candidate(
 ) -> Response:
     _, update_model = models_of(caller.region)
     changes = validated_one(update_model, body)
-    return await _write_one(request, caller, session, options, candidateId, apply.UPDATE, {"patch": changes})
+    return await accept_write_to_one(
+        request,
+        caller,
+        session,
+        options,
+        (apply.UPDATE, candidateId, {"patch": changes}),
+        service.ensure_writable,
+    )
 
 
 @router.post(
@@ -228,7 +235,14 @@ async def archive_candidate(
     session: DbSession,
     options: Annotated[WriteOptions, Depends(write_options)],
 ) -> Response:
-    return await _write_one(request, caller, session, options, candidateId, apply.ARCHIVE, {"archive": True})
+    return await accept_write_to_one(
+        request,
+        caller,
+        session,
+        options,
+        (apply.ARCHIVE, candidateId, {"archive": True}),
+        service.ensure_writable,
+    )
 
 
 @router.post(
@@ -245,8 +259,13 @@ async def unarchive_candidate(
     session: DbSession,
     options: Annotated[WriteOptions, Depends(write_options)],
 ) -> Response:
-    return await _write_one(
-        request, caller, session, options, candidateId, apply.UNARCHIVE, {"archive": False}
+    return await accept_write_to_one(
+        request,
+        caller,
+        session,
+        options,
+        (apply.UNARCHIVE, candidateId, {"archive": False}),
+        service.ensure_writable,
     )
 
 
@@ -264,20 +283,6 @@ async def delete_candidate(
     session: DbSession,
     options: Annotated[WriteOptions, Depends(write_options)],
 ) -> Response:
-    return await _write_one(request, caller, session, options, candidateId, apply.DELETE, {})
-
-
-async def _write_one(
-    request: Request,
-    caller: RegionContext,
-    session: DbSession,
-    options: WriteOptions,
-    candidate_id: str,
-    operation: str,
-    details: dict[str, Any],
-) -> Response:
-    async def submission() -> Submission:
-        await service.ensure_writable(session, caller.scope, candidate_id)
-        return Submission(operation, [{"id": candidate_id, **details}], [candidate_id])
-
-    return await accept_write(request, caller, session, options, submission)
+    return await accept_write_to_one(
+        request, caller, session, options, (apply.DELETE, candidateId, {}), service.ensure_writable
+    )

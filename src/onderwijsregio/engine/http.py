@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 from fastapi import Header, Query, Request
@@ -94,6 +94,27 @@ async def accept_write(
         waker=context.engine.mutations_waker,
     )
     return _accepted(request, scope, acceptance)
+
+
+Exists = Callable[[AsyncSession, Scope, str], Awaitable[None]]
+
+
+async def accept_write_to_one(
+    request: Request,
+    caller: RegionContext,
+    session: AsyncSession,
+    options: WriteOptions,
+    change: tuple[str, str, dict[str, Any]],
+    ensure_exists: Exists,
+) -> Response:
+    """A write to one existing resource: (operation, resource id, details); 404 at once when absent."""
+    operation, resource_id, details = change
+
+    async def submission() -> Submission:
+        await ensure_exists(session, caller.scope, resource_id)
+        return Submission(operation, [{"id": resource_id, **details}], [resource_id])
+
+    return await accept_write(request, caller, session, options, submission)
 
 
 async def _fingerprint(request: Request, key: bytes) -> str:

@@ -14,7 +14,7 @@ from onderwijsregio.candidates.validation import as_items, validated, validated_
 from onderwijsregio.context import AppContext, app_context
 from onderwijsregio.dependencies import DbSession
 from onderwijsregio.engine.accept import Submission, WriteOptions
-from onderwijsregio.engine.http import accept_write, write_options
+from onderwijsregio.engine.http import accept_write, accept_write_to_one, write_options
 from onderwijsregio.envelope import Envelope, respond, respond_page
 from onderwijsregio.ids import new_id
 from onderwijsregio.interactions import apply, service
@@ -108,8 +108,13 @@ async def update_interaction(
     body: Annotated[Any, Body(description="The properties to change")],
 ) -> Response:
     changes = validated_one(InteractionUpdate, body)
-    return await _write_one(
-        request, caller, session, options, interactionId, apply.UPDATE, {"patch": changes}
+    return await accept_write_to_one(
+        request,
+        caller,
+        session,
+        options,
+        (apply.UPDATE, interactionId, {"patch": changes}),
+        service.ensure_writable,
     )
 
 
@@ -127,20 +132,6 @@ async def delete_interaction(
     session: DbSession,
     options: Options,
 ) -> Response:
-    return await _write_one(request, caller, session, options, interactionId, apply.DELETE, {})
-
-
-async def _write_one(
-    request: Request,
-    caller: RegionContext,
-    session: DbSession,
-    options: WriteOptions,
-    interaction_id: str,
-    operation: str,
-    details: dict[str, Any],
-) -> Response:
-    async def submission() -> Submission:
-        await service.ensure_writable(session, caller.scope, interaction_id)
-        return Submission(operation, [{"id": interaction_id, **details}], [interaction_id])
-
-    return await accept_write(request, caller, session, options, submission)
+    return await accept_write_to_one(
+        request, caller, session, options, (apply.DELETE, interactionId, {}), service.ensure_writable
+    )
