@@ -168,15 +168,16 @@ async def apply_upsert(context: ApplyContext, item: dict[str, Any], _prepared: A
 
 
 async def _oldest_match(context: ApplyContext, properties: dict[str, Any]) -> Candidate | None:
-    oldest = (
-        scoped(select(Candidate), Candidate, context.scope)
-        .order_by(Candidate.created_at, Candidate.id)
-        .limit(1)
+    candidates = scoped(select(Candidate), Candidate, context.scope)
+    # Ordered by the matched column first so the planner uses its index (see service.find).
+    by_email = candidates.where(Candidate.email_key == email_key(properties["email"]))
+    found = await context.session.scalar(
+        by_email.order_by(Candidate.email_key, Candidate.created_at).limit(1)
     )
-    found = await context.session.scalar(oldest.where(Candidate.email_key == email_key(properties["email"])))
     if found is None and properties.get("phone"):
+        by_phone = candidates.where(Candidate.phone_key == phone_key(properties["phone"]))
         found = await context.session.scalar(
-            oldest.where(Candidate.phone_key == phone_key(properties["phone"]))
+            by_phone.order_by(Candidate.phone_key, Candidate.created_at).limit(1)
         )
     return found
 

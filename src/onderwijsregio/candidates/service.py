@@ -194,13 +194,20 @@ async def find(
     if not email and not phone:
         raise BadRequest("Give an email or a phone number")
     statement = scoped(select(Candidate), Candidate, scope)
+    # Ordered by the matched column and created_at only — exactly its index — so the planner uses
+    # that index for the order too; SQLite without statistics would otherwise walk the whole region
+    # in created_at order. (Two matches created in the same millisecond keep the index's order.)
+    matched: Any
     if email:
-        statement = statement.where(Candidate.email_key == email_key(email))
+        matched = Candidate.email_key
+        statement = statement.where(matched == email_key(email))
     else:
-        statement = statement.where(Candidate.phone_key == phone_key(str(phone)))
+        matched = Candidate.phone_key
+        statement = statement.where(matched == phone_key(str(phone)))
     if archived != "all":
         statement = statement.where(Candidate.archived.is_(archived == "true"))
-    rows = (await session.scalars(statement.order_by(Candidate.created_at, Candidate.id).limit(100))).all()
+    ordered = statement.order_by(matched, Candidate.created_at)
+    rows = (await session.scalars(ordered.limit(100))).all()
     return await views(session, scope, rows, Shape(None, False))
 
 
