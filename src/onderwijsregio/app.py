@@ -132,8 +132,7 @@ def _lifespan(settings: Settings, run_workers: bool) -> Any:
         finally:
             await context.engine.stop()
             flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+            await asyncio.gather(flusher, return_exceptions=True)
             await context.key_usage.flush(context.write_sessions)
             await context.database.dispose()
 

@@ -177,8 +177,9 @@ class Worker:
             yield
         finally:
             renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await renewer
+            # gather, not `await renewer` under suppress(CancelledError): a cancellation of this
+            # worker arriving here must go on, or the worker would never stop.
+            await asyncio.gather(renewer, return_exceptions=True)
 
     async def _prepare(self, scope: Scope, batch: Sequence[Mutation]) -> Prepared:
         """Runs every item's prepare step in parallel, outside any database transaction."""
