@@ -322,7 +322,7 @@ async def test_region_key_may_name_its_own_region_on_key_routes(
 async def test_key_use_is_written_at_shutdown(settings: Any, tenant: Tenant, sessions: Any) -> None:
     from onderwijsregio.app import create_app
 
-    app = create_app(settings)
+    app = create_app(settings, run_workers=False)
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
     async with app.router.lifespan_context(app), http:
         assert (await http.get(f"{API}/regions/me", headers=tenant.headers())).status_code == 200

@@ -128,7 +128,7 @@ async def test_query_parameter_errors_are_400(client: httpx.AsyncClient, admin_k
 
 
 async def test_unhandled_error_is_500_without_internals(settings: Settings) -> None:
-    app = create_app(settings)
+    app = create_app(settings, run_workers=False)
 
     @app.get("/boom", dependencies=[Depends(Public)])
     async def boom() -> None:
@@ -148,7 +148,7 @@ async def test_unhandled_error_is_500_without_internals(settings: Settings) -> N
 async def test_unhandled_error_leaves_no_personal_data_in_the_log(settings: Settings) -> None:
     from onderwijsregio.logs import JsonFormatter
 
-    app = create_app(settings)
+    app = create_app(settings, run_workers=False)
 
     person = {"email": "jan.jansen" + "@example.org", "phone": "06" + "12345678"}  # not in any source line
 

@@ -21,7 +21,7 @@ async def test_liveness_and_readiness(client: httpx.AsyncClient) -> None:
 
 async def test_not_ready_when_the_rate_limit_store_is_gone(settings: Settings, migrated: str) -> None:
     unreachable = settings.model_copy(update={"rate_limit_storage": "redis://127.0.0.1:1/0"})
-    app = create_app(unreachable)
+    app = create_app(unreachable, run_workers=False)
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
     async with app.router.lifespan_context(app), http:
         response = await http.get("/health/ready")

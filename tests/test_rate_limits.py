@@ -76,7 +76,7 @@ async def test_redis_shares_the_limit_between_processes(
     """Two app instances (as two server processes would be) count against one Redis bucket."""
     tenant: Tenant = await make_tenant(rateLimit=TIGHT)
     shared = settings.model_copy(update={"rate_limit_storage": REDIS_URL})
-    first, second = create_app(shared), create_app(shared)
+    first, second = create_app(shared, run_workers=False), create_app(shared, run_workers=False)
     statuses = []
     async with first.router.lifespan_context(first), second.router.lifespan_context(second):
         for index in range(4):

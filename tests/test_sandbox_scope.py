@@ -33,7 +33,7 @@ async def test_prefix_and_header_give_region_routes_the_same_scope(
     settings: Settings, tenant: Tenant
 ) -> None:
     """A probe route declared like every region-data route reports the scope it was handed."""
-    app = create_app(settings)
+    app = create_app(settings, run_workers=False)
 
     @app.get(f"{API}/probe-scope")
     async def probe(request: Request, caller: Annotated[RegionContext, Depends(RegionRead)]) -> Response:
