@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, literal, or_, select, update
+from sqlalchemy import case, func, literal, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -299,7 +299,14 @@ async def _mark_processing(session: AsyncSession, claim: Claim, now: datetime) -
         )
         .values(
             status="processing",
-            started_at=func.coalesce(Mutation.started_at, literal(now, UtcDateTime())),
+            # never before its acceptance: `now` was read before this claim waited for the write lock
+            started_at=func.coalesce(
+                Mutation.started_at,
+                case(
+                    (Mutation.created_at > literal(now, UtcDateTime()), Mutation.created_at),
+                    else_=literal(now, UtcDateTime()),
+                ),
+            ),
             attempts=Mutation.attempts + 1,
         )
     )
