@@ -219,6 +219,7 @@ async def test_patch_archive_and_erase(client: httpx.AsyncClient, tenant: Tenant
     for bad in (
         {},
         {"email": None},
+        {"customFields": None},  # its keys clear one by one
         {"interactions": [{"type": "Anders", "performedAt": "2026-01-01T00:00:00Z"}]},
     ):
         assert_error(
@@ -249,6 +250,20 @@ async def test_patch_archive_and_erase(client: httpx.AsyncClient, tenant: Tenant
             "not_found",
         )
     assert len((await client.get(f"{API}/mutations", headers=tenant.headers())).json()["data"]) == before
+
+
+async def test_custom_fields_can_be_added_to_a_candidate_created_without(
+    client: httpx.AsyncClient, tenant: Tenant, admin_key: str
+) -> None:
+    field = {"key": "hasCar", "label": "Auto", "type": "boolean", "required": False}
+    await client.patch(
+        f"{API}/regions/{tenant.id}", json={"customFields": [field]}, headers={"x-api-key": admin_key}
+    )
+    [cid] = await create(client, tenant, person(customFields=None))
+    done = await run(client, tenant, "PATCH", f"/candidates/{cid}", {"customFields": {"hasCar": False}})
+    assert done["status"] == "succeeded", done
+    data = (await client.get(f"{API}/candidates/{cid}", headers=tenant.headers())).json()["data"]
+    assert data["customFields"] == {"hasCar": False}
 
 
 async def test_a_write_to_a_candidate_still_being_created_is_accepted(

@@ -127,6 +127,39 @@ async def test_query_parameter_errors_are_400(client: httpx.AsyncClient, admin_k
         assert error["issues"] and error["issues"][0]["path"] == ["query", "pageSize"]  # type: ignore[index]
 
 
+async def test_the_nul_character_is_refused_everywhere(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    """PostgreSQL cannot store U+0000; both databases refuse it up front instead of failing later."""
+    person = {"name": "Jan", "email": "jan@example.org", "privacyConsent": True}
+    error = assert_error(
+        await client.post(
+            f"{API}/candidates",
+            json=[person, {**person, "notes": "voor\x00na"}],
+            headers=tenant.headers(),
+        ),
+        422,
+        "validation_failed",
+    )
+    assert error["issues"] == [
+        {
+            "path": ["1", "notes"],
+            "code": "nul_character",
+            "message": "Text may not contain the character U+0000",
+        }
+    ]
+    assert_error(
+        await client.post(f"{API}/candidates", json={**person, "a\x00": 1}, headers=tenant.headers()),
+        422,
+        "validation_failed",
+    )
+    for url in (f"{API}/candidates/find?email=a%00@b.nl", f"{API}/candidates/cand_%00"):
+        assert_error(await client.get(url, headers=tenant.headers()), 400, "bad_request")
+    # an escaped backslash before "u0000" is ordinary text
+    literal = await client.post(
+        f"{API}/candidates", json={**person, "notes": "pad\\u0000"}, headers=tenant.headers()
+    )
+    assert literal.status_code == 202, literal.text
+
+
 async def test_unhandled_error_is_500_without_internals(settings: Settings) -> None:
     app = create_app(settings, run_workers=False)
 

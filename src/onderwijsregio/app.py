@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute, iter_route_contexts
@@ -51,6 +51,7 @@ from onderwijsregio.ratelimit import RateLimiter
 from onderwijsregio.regions import routes as region_routes
 from onderwijsregio.sandbox import routes as sandbox_routes
 from onderwijsregio.schema import routes as schema_routes
+from onderwijsregio.validation import refuse_nul_characters
 from onderwijsregio.webhooks import routes as webhook_routes
 
 TAGS = [
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None, *, run_workers: bool = True) ->
         docs_url=None,
         redoc_url=None,
         lifespan=_lifespan(settings, run_workers),
+        dependencies=[Depends(refuse_nul_characters)],
     )
     api_routers = (
         schema_routes.router,

@@ -101,7 +101,7 @@ def patch(context: ApplyContext, candidate: Candidate, changes: dict[str, Any]) 
     consented_before = bool(properties.get("privacyConsent"))
     for name, value in changes.items():
         if name == "customFields":
-            merged = {**properties.get("customFields", {}), **value}
+            merged = {**(properties.get("customFields") or {}), **value}
             properties["customFields"] = {k: v for k, v in merged.items() if v is not None}
         elif value is None:
             properties.pop(name, None)

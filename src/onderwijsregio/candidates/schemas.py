@@ -230,18 +230,21 @@ def custom_fields_model(definitions: list[dict[str, Any]], *, update: bool) -> t
 
 
 class CandidateUpdateBase(BaseModel):
-    """Patch semantics (§3.2): at least one property; `null` clears an optional one, never these."""
+    """Patch semantics (§3.2): at least one property; `null` clears an optional one (the required
+    ones are typed without `null`, so the schema says so too)."""
 
-    model_config = STRICT_INPUT
+    model_config = STRICT_INPUT | {"json_schema_extra": {"minProperties": 1}}
 
     @model_validator(mode="after")
     def _something_to_change(self) -> Self:
         if not self.model_fields_set:
             raise ValueError("give at least one property to change")
-        for required in ("name", "email", "privacyConsent"):
-            if required in self.model_fields_set and getattr(self, required) is None:
-                raise ValueError(f"'{required}' cannot be cleared")
         return self
+
+
+def _omittable(kind: Any) -> tuple[Any, Any]:
+    """A property an update may leave out but not clear: no `null`, and no `default` in the schema."""
+    return (kind, Field(default_factory=lambda: None))  # a factory, as a plain default would show
 
 
 def candidate_models(definitions: list[dict[str, Any]]) -> tuple[type[BaseModel], type[BaseModel]]:
@@ -260,11 +263,11 @@ def candidate_models(definitions: list[dict[str, Any]]) -> tuple[type[BaseModel]
         "interactions": (inline_interactions | None, None),
     }
     update_fields: dict[str, Any] = {
-        "name": (Name | None, None),
-        "email": (Email | None, None),
-        "privacyConsent": (StrictBool | None, None),
+        "name": _omittable(Name),
+        "email": _omittable(Email),
+        "privacyConsent": _omittable(StrictBool),
         **optional,
-        "customFields": (update_custom | None, None),
+        "customFields": _omittable(update_custom),  # its keys clear one by one; the whole stays
     }
     create: type[BaseModel] = create_model("CandidateCreate", __config__=STRICT_INPUT, **create_fields)
     update: type[BaseModel] = create_model("CandidateUpdate", __base__=CandidateUpdateBase, **update_fields)

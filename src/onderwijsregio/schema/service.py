@@ -15,8 +15,8 @@ DRAFT = "https://json-schema.org/draft/2020-12/schema"
 # What JSON Schema cannot say; the API checks these as well (§3.1).
 NOT_EXPRESSED = (
     "Checked by the API but not expressible here: dateOfBirth from 1900-01-01 up to today; a phone number "
-    "holds 6 to 15 digits; e-mail addresses are checked for their form; values in arrays are unique; and a "
-    "write to a candidate must name one that exists in this region and mode."
+    "holds 6 to 15 digits; e-mail addresses are checked for their form; values in arrays are unique; no text holds the "
+    "character U+0000; and a write to a candidate must name one that exists in this region and mode."
 )
 _NAMES = {"InteractionInput": "Interaction"}  # the contract's names for the shared definitions
 
