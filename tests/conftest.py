@@ -67,6 +67,7 @@ def settings(database_url: str, var_dir: Path) -> Settings:
     return Settings(
         database_url=database_url,
         var_dir=var_dir,
+        storage_url=f"file://{var_dir}/attachments",
         secret_key="test-secret-key-for-cursors",
         rate_limit_storage="memory://",
         env="production",

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI
@@ -20,6 +21,7 @@ from starlette.staticfiles import StaticFiles
 from onderwijsregio import __version__
 from onderwijsregio.api_keys import routes as api_key_routes
 from onderwijsregio.api_keys.usage import KeyUsage
+from onderwijsregio.attachments import routes as attachment_routes
 from onderwijsregio.auth.dependencies import route_access
 from onderwijsregio.candidates import routes as candidate_routes
 from onderwijsregio.config import Settings, get_settings
@@ -51,6 +53,7 @@ from onderwijsregio.ratelimit import RateLimiter
 from onderwijsregio.regions import routes as region_routes
 from onderwijsregio.sandbox import routes as sandbox_routes
 from onderwijsregio.schema import routes as schema_routes
+from onderwijsregio.storage.files import file_store
 from onderwijsregio.validation import refuse_nul_characters
 from onderwijsregio.webhooks import routes as webhook_routes
 
@@ -97,6 +100,7 @@ def create_app(settings: Settings | None = None, *, run_workers: bool = True) ->
     api_routers = (
         schema_routes.router,
         candidate_routes.router,
+        attachment_routes.router,
         interaction_routes.router,
         mutation_routes.router,
         sandbox_routes.router,
@@ -157,6 +161,7 @@ def make_context(settings: Settings) -> AppContext:
         write_sessions,
         SecretBox(settings.cursor_secret()),
         policy,
+        file_store(settings.storage_url, base=Path.cwd()),
         settings.wipe_at,
         tuning,
     )

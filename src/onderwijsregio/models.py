@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from onderwijsregio.api_keys.models import ApiKey
+from onderwijsregio.attachments.models import Attachment, StagedFile
 from onderwijsregio.auth.models import AdminOverride
 from onderwijsregio.candidates.models import Candidate, Interaction
 from onderwijsregio.db import Base
@@ -20,6 +21,7 @@ metadata = Base.metadata
 __all__ = [
     "AdminOverride",
     "ApiKey",
+    "Attachment",
     "CallbackDelivery",
     "Candidate",
     "IdempotencyRecord",
@@ -29,5 +31,6 @@ __all__ = [
     "MutationLane",
     "Region",
     "SigningSecret",
+    "StagedFile",
     "metadata",
 ]

@@ -6,8 +6,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from onderwijsregio.attachments.apply import attach, forget_files_of, prepare_files
 from onderwijsregio.candidates.models import Candidate, Interaction
 from onderwijsregio.candidates.normalize import email_key, phone_key
 from onderwijsregio.engine.operations import (
@@ -18,12 +18,12 @@ from onderwijsregio.engine.operations import (
     on_sandbox_reset,
     register,
 )
-from onderwijsregio.scope import Scope, scoped
+from onderwijsregio.scope import scoped
 
 CREATE = "candidates.create"
 
 
-async def apply_create(context: ApplyContext, item: dict[str, Any], _prepared: Any) -> ItemOutcome:
+async def apply_create(context: ApplyContext, item: dict[str, Any], prepared: Any) -> ItemOutcome:
     exists = await context.session.scalar(
         scoped(select(Candidate.id), Candidate, context.scope).where(Candidate.id == item["id"])
     )
@@ -35,6 +35,7 @@ async def apply_create(context: ApplyContext, item: dict[str, Any], _prepared: A
     await context.session.flush()
     for interaction_id, interaction in zip(item["interactionIds"], interactions, strict=True):
         context.session.add(new_interaction(context, item["id"], interaction_id, interaction))
+    await attach(context, item["id"], item, prepared)
     return ItemOutcome("candidate", item["id"], "created")
 
 
@@ -71,12 +72,13 @@ def new_interaction(
     )
 
 
-register(Operation(CREATE, apply_create))
+register(Operation(CREATE, apply_create, prepare_files))
 
 
 @on_sandbox_reset
-async def forget_sandbox_candidates(session: AsyncSession, scope: Scope, _reset_id: str) -> None:
+async def forget_sandbox_candidates(context: ApplyContext) -> None:
     """Candidates and (by cascade, and explicitly for engines without it) their interactions."""
+    session, scope = context.session, context.scope
     await session.execute(scoped(delete(Interaction), Interaction, scope))
     await session.execute(scoped(delete(Candidate), Candidate, scope))
 
@@ -137,19 +139,21 @@ async def apply_archive(context: ApplyContext, item: dict[str, Any], _prepared: 
 
 
 async def apply_delete(context: ApplyContext, item: dict[str, Any], _prepared: Any) -> ItemOutcome:
-    """Permanent erasure: the candidate and its interactions."""
+    """Permanent erasure: the candidate, its interactions and attachments (their files go once the
+    batch commits)."""
     candidate = await _existing(context, item["id"])
     await context.session.execute(
         scoped(delete(Interaction), Interaction, context.scope).where(
             Interaction.candidate_id == candidate.id
         )
     )
+    await forget_files_of(context, candidate.id)
     await context.session.delete(candidate)
     context.next_change()
     return ItemOutcome("candidate", item["id"], "deleted")
 
 
-async def apply_upsert(context: ApplyContext, item: dict[str, Any], _prepared: Any) -> ItemOutcome:
+async def apply_upsert(context: ApplyContext, item: dict[str, Any], prepared: Any) -> ItemOutcome:
     """The oldest candidate with this e-mail (else this phone) is updated; otherwise one is created."""
     properties = dict(item["candidate"])
     interactions = properties.pop("interactions", None) or []
@@ -164,6 +168,7 @@ async def apply_upsert(context: ApplyContext, item: dict[str, Any], _prepared: A
     await context.session.flush()
     for interaction_id, interaction in zip(item["interactionIds"], interactions, strict=True):
         context.session.add(new_interaction(context, candidate.id, interaction_id, interaction))
+    await attach(context, candidate.id, item, prepared)
     return ItemOutcome("candidate", candidate.id, action)
 
 
@@ -184,7 +189,7 @@ async def _oldest_match(context: ApplyContext, properties: dict[str, Any]) -> Ca
 
 for _operation in (
     Operation(UPDATE, apply_update),
-    Operation(UPSERT, apply_upsert),
+    Operation(UPSERT, apply_upsert, prepare_files),
     Operation(ARCHIVE, apply_archive),
     Operation(UNARCHIVE, apply_archive),
     Operation(DELETE, apply_delete),

@@ -8,6 +8,8 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import AwareDatetime, BaseModel
 from starlette.responses import Response
 
+from onderwijsregio.attachments.schemas import FIELDS as ATTACHMENT_FIELDS
+from onderwijsregio.attachments.service import Staging, staging
 from onderwijsregio.auth.dependencies import RegionRead, RegionWrite
 from onderwijsregio.auth.schemas import RegionContext
 from onderwijsregio.candidates import apply, service
@@ -48,20 +50,29 @@ async def create_candidates(
 ) -> Response:
     create_model, _ = models_of(caller.region)
     candidates = validated(create_model, as_items(body))
+    context = app_context(request)
+    async with staging(context.engine.files, context.url_policy, caller.scope) as files:
 
-    async def submission() -> Submission:
-        ids = [new_id("cand") for _ in candidates]
-        items = [
-            {
-                "id": candidate_id,
-                "candidate": candidate,
-                "interactionIds": [new_id("int") for _ in candidate.get("interactions") or []],
-            }
-            for candidate_id, candidate in zip(ids, candidates, strict=True)
-        ]
-        return Submission(apply.CREATE, items, ids)
+        async def submission() -> Submission:
+            items = []
+            for index, candidate in enumerate(candidates):
+                item = await _item(candidate, files, [index])
+                items.append({"id": new_id("cand"), **item})
+            ids = [item["id"] for item in items]
+            return Submission(apply.CREATE, items, ids, on_insert=files.record)
 
-    return await accept_write(request, caller, session, options, submission)
+        return await accept_write(request, caller, session, options, submission)
+
+
+async def _item(candidate: dict[str, Any], files: Staging, path: list[str | int]) -> dict[str, Any]:
+    """A candidate as the engine gets it: properties, ids for its interactions, staged files."""
+    given = {name: candidate.pop(name) for name in ATTACHMENT_FIELDS if name in candidate}
+    references = await files.inputs(given, path)
+    return {
+        "candidate": candidate,
+        "interactionIds": [new_id("int") for _ in candidate.get("interactions") or []],
+        "attachments": [reference for field in references.values() for reference in field],
+    }
 
 
 @router.post(
@@ -80,16 +91,14 @@ async def upsert_candidate(
 ) -> Response:
     create_model, _ = models_of(caller.region)
     candidate = validated_one(create_model, body)
+    context = app_context(request)
+    async with staging(context.engine.files, context.url_policy, caller.scope) as files:
 
-    async def submission() -> Submission:
-        item = {
-            "candidate": candidate,
-            "newId": new_id("cand"),
-            "interactionIds": [new_id("int") for _ in candidate.get("interactions") or []],
-        }
-        return Submission(apply.UPSERT, [item], [])
+        async def submission() -> Submission:
+            item = {"newId": new_id("cand"), **await _item(candidate, files, [])}
+            return Submission(apply.UPSERT, [item], [], on_insert=files.record)
 
-    return await accept_write(request, caller, session, options, submission)
+        return await accept_write(request, caller, session, options, submission)
 
 
 @router.get(

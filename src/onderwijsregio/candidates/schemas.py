@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from onderwijsregio.attachments.schemas import AttachmentInputs
 from onderwijsregio.clock import utc_now
 from onderwijsregio.interactions.schemas import InteractionInput
 from onderwijsregio.validation import STRICT_INPUT
@@ -261,6 +262,8 @@ def candidate_models(definitions: list[dict[str, Any]]) -> tuple[type[BaseModel]
         **optional,
         "customFields": (create_custom, ...) if needs_custom else (create_custom | None, None),
         "interactions": (inline_interactions | None, None),
+        "curriculumVitae": (AttachmentInputs | None, None),
+        "otherAttachments": (AttachmentInputs | None, None),
     }
     update_fields: dict[str, Any] = {
         "name": _omittable(Name),

@@ -10,6 +10,9 @@ from typing import Any, Literal
 from sqlalchemy import Select, String, cast, literal, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from onderwijsregio.attachments.models import Attachment
+from onderwijsregio.attachments.schemas import FIELDS as ATTACHMENT_FIELDS
+from onderwijsregio.attachments.service import attachment_view, content_url, of_candidates
 from onderwijsregio.candidates.models import Candidate, Interaction
 from onderwijsregio.candidates.normalize import email_key, phone_key
 from onderwijsregio.candidates.properties import INPUT_PROPERTIES
@@ -52,13 +55,18 @@ def shape_of(fields: str | None, include: str | None) -> Shape:
 
 
 def candidate_view(
-    candidate: Candidate, shape: Shape, interactions: Sequence[Interaction] = ()
+    candidate: Candidate,
+    shape: Shape,
+    interactions: Sequence[Interaction] = (),
+    files: Sequence[Attachment] = (),
 ) -> dict[str, Any]:
     properties = candidate.properties
     view: dict[str, Any] = {"id": candidate.id, "regionId": candidate.region_id}
     for name in OUTPUT_PROPERTIES:
         default: Any = [] if name in LIST_PROPERTIES else {} if name == "customFields" else None
         view[name] = properties.get(name, default)
+    for name in ATTACHMENT_FIELDS:
+        view[name] = [attachment_view(a) for a in files if a.field == name]
     view.update(
         archived=candidate.archived,
         archivedAt=to_rfc3339(candidate.archived_at),
@@ -115,7 +123,9 @@ async def views(
         for interaction in rows:
             if len(included[interaction.candidate_id]) < INCLUDED_INTERACTIONS:
                 included[interaction.candidate_id].append(interaction)
-    return [candidate_view(c, shape, included[c.id]) for c in candidates]
+    wanted = shape.fields is None or not shape.fields.isdisjoint(ATTACHMENT_FIELDS)
+    files = await of_candidates(session, scope, [c.id for c in candidates] if wanted else [])
+    return [candidate_view(c, shape, included[c.id], files.get(c.id, ())) for c in candidates]
 
 
 @dataclass(frozen=True)
@@ -255,6 +265,9 @@ async def export(session: AsyncSession, scope: Scope, candidate_id: str) -> dict
     return {
         "candidate": candidate,
         "interactions": [interaction_view(i) for i in interactions],
-        "attachments": [],  # the attachments issue fills this
+        "attachments": [
+            attachment_view(a) | {"contentUrl": content_url(scope, a.id)}
+            for a in (await of_candidates(session, scope, [candidate_id]))[candidate_id]
+        ],
         "mutations": [mutation_view(m, None) | {"callback": None} for m in mutations],
     }

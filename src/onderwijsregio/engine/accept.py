@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -39,6 +40,8 @@ class Submission:
     operation: str
     items: list[dict[str, Any]]
     resource_ids: list[str]
+    # Rows a domain writes with the mutation, given its id (staged attachment files, for one).
+    on_insert: Callable[[AsyncSession, str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,8 @@ async def accept(
             return earlier
     seq = await _next_seq(session, scope, max_queued)
     session.add(_new_mutation(scope, mutation_id, seq, submission, options))
+    if submission.on_insert is not None:
+        submission.on_insert(session, mutation_id)
     await session.flush()
     await wake_after_commit(session, waker, MUTATIONS_CHANNEL)
     return Acceptance(

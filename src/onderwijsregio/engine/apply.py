@@ -11,7 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from onderwijsregio.clock import utc_now
 from onderwijsregio.engine.models import CallbackDelivery, Mutation, MutationLane
-from onderwijsregio.engine.operations import ApplyContext, ItemFailed, ItemOutcome, operation_named
+from onderwijsregio.engine.operations import (
+    ApplyContext,
+    ItemFailed,
+    ItemOutcome,
+    mutation_applied_steps,
+    operation_named,
+)
 from onderwijsregio.ids import new_id
 from onderwijsregio.scope import Scope
 
@@ -24,7 +30,9 @@ async def apply_mutation(
     mutation: Mutation,
     prepared: dict[tuple[str, int], Any],
     now: datetime,
+    discarded: list[str],
 ) -> None:
+    """Applies the items; stored files to delete after the commit are added to `discarded`."""
     operation = operation_named(mutation.operation)
     items: list[dict[str, Any]] = (mutation.payload or {}).get("items", [])
     context = ApplyContext(session, Scope(mutation.region_id, mutation.sandbox), mutation.id, now, lane)
@@ -37,15 +45,29 @@ async def apply_mutation(
                 context, operation.apply_item, item, prepared.get((mutation.id, index))
             )
         results.append(_result(index, outcome))
+    for step in mutation_applied_steps():
+        await step(context, mutation)
+    discarded.extend(context.discarded)
     finish(mutation, results, utc_now())
 
 
 async def _apply_item(
     context: ApplyContext, apply_item: Any, item: dict[str, Any], prepared: Any
 ) -> ItemOutcome | ItemFailed:
-    """One item under its own savepoint: a failure undoes only that item's changes."""
+    """One item under its own savepoint: a failure undoes only that item's changes (and keeps the
+    files it meant to delete)."""
     if isinstance(prepared, ItemFailed):
         return prepared
+    files_before = len(context.discarded)
+    outcome = await _attempt(context, apply_item, item, prepared)
+    if isinstance(outcome, ItemFailed):
+        del context.discarded[files_before:]
+    return outcome
+
+
+async def _attempt(
+    context: ApplyContext, apply_item: Any, item: dict[str, Any], prepared: Any
+) -> ItemOutcome | ItemFailed:
     try:
         async with context.session.begin_nested():
             outcome: ItemOutcome = await apply_item(context, item, prepared)

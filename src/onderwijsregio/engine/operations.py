@@ -15,8 +15,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from onderwijsregio.engine.models import MutationLane
+from onderwijsregio.engine.models import Mutation, MutationLane
+from onderwijsregio.outbound.urls import UrlPolicy
 from onderwijsregio.scope import Scope
+from onderwijsregio.storage.files import FileStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,13 +39,18 @@ class ItemFailed(Exception):
 
 @dataclass
 class ApplyContext:
-    """What an apply step works with: the batch's transaction, the scope, and the change sequence."""
+    """What an apply step works with: the batch's transaction, the scope, and the change sequence.
+
+    Stored files an item removes are listed in `discarded`; the worker deletes them once the batch
+    has committed (before, a rollback would leave rows without their files).
+    """
 
     session: AsyncSession
     scope: Scope
     mutation_id: str
     now: datetime
     lane: MutationLane = field(repr=False)
+    discarded: list[str] = field(default_factory=list)
 
     def next_change(self) -> int:
         """The next number of this (region, sandbox)'s change sequence (contract §1.3)."""
@@ -55,6 +62,8 @@ class ApplyContext:
 class PrepareContext:
     scope: Scope
     mutation_id: str
+    files: FileStore
+    policy: UrlPolicy
 
 
 ApplyItem = Callable[[ApplyContext, dict[str, Any], Any], Awaitable[ItemOutcome]]
@@ -85,7 +94,7 @@ def registered_names() -> list[str]:
 
 
 # What the sandbox reset clears, contributed by every domain that keeps sandbox data.
-ResetStep = Callable[[AsyncSession, Scope, str], Awaitable[None]]
+ResetStep = Callable[[ApplyContext], Awaitable[None]]
 _RESET_STEPS: list[ResetStep] = []
 
 
@@ -96,3 +105,18 @@ def on_sandbox_reset(step: ResetStep) -> ResetStep:
 
 def sandbox_reset_steps() -> list[ResetStep]:
     return list(_RESET_STEPS)
+
+
+# Steps run after every item of a mutation was applied, in the same transaction (the attachments
+# domain settles the files staged for it there).
+AppliedStep = Callable[[ApplyContext, Mutation], Awaitable[None]]
+_APPLIED_STEPS: list[AppliedStep] = []
+
+
+def on_mutation_applied(step: AppliedStep) -> AppliedStep:
+    _APPLIED_STEPS.append(step)
+    return step
+
+
+def mutation_applied_steps() -> list[AppliedStep]:
+    return list(_APPLIED_STEPS)

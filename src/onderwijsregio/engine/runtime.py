@@ -20,6 +20,7 @@ from onderwijsregio.engine.signing import SecretBox
 from onderwijsregio.engine.wakeup import CALLBACKS_CHANNEL, MUTATIONS_CHANNEL, Waker, listen_forever
 from onderwijsregio.engine.worker import EngineTuning, Worker
 from onderwijsregio.outbound.urls import UrlPolicy
+from onderwijsregio.storage.files import FileStore
 
 
 @dataclass
@@ -29,6 +30,7 @@ class Engine:
     write_sessions: async_sessionmaker[AsyncSession]
     box: SecretBox
     policy: UrlPolicy
+    files: FileStore
     wipe_at: time
     tuning: EngineTuning = field(default_factory=EngineTuning)
     mutations_waker: Waker = field(default_factory=Waker)
@@ -38,7 +40,14 @@ class Engine:
     def worker(self, number: int) -> Worker:
         name = f"{socket.gethostname()}:{os.getpid()}:{number}"
         return Worker(
-            name, self.sessions, self.write_sessions, self.mutations_waker, self.callbacks_waker, self.tuning
+            name,
+            self.sessions,
+            self.write_sessions,
+            self.mutations_waker,
+            self.callbacks_waker,
+            self.files,
+            self.policy,
+            self.tuning,
         )
 
     def dispatcher(self) -> CallbackDispatcher:

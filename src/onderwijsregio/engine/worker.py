@@ -41,7 +41,9 @@ from onderwijsregio.engine.operations import (
     operation_named,
 )
 from onderwijsregio.engine.wakeup import CALLBACKS_CHANNEL, Waker, wake_after_commit
+from onderwijsregio.outbound.urls import UrlPolicy
 from onderwijsregio.scope import Scope, scoped
+from onderwijsregio.storage.files import FileStore
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,8 @@ class Worker:
     write_sessions: async_sessionmaker[AsyncSession]
     mutations_waker: Waker
     callbacks_waker: Waker
+    files: FileStore
+    policy: UrlPolicy
     tuning: EngineTuning = field(default_factory=EngineTuning)
 
     async def run_forever(self) -> None:
@@ -193,7 +197,9 @@ class Worker:
             async with limit:
                 try:
                     async with asyncio.timeout(self.tuning.prepare_seconds):
-                        result: Any = await operation.prepare_item(PrepareContext(scope, mutation.id), item)
+                        result: Any = await operation.prepare_item(
+                            PrepareContext(scope, mutation.id, self.files, self.policy), item
+                        )
                 except ItemFailed as failure:
                     result = failure
                 except TimeoutError:
@@ -216,6 +222,20 @@ class Worker:
         return prepared
 
     async def _apply(self, claim: Claim, prepared: Prepared) -> None:
+        discarded: list[str] = []
+        await self._apply_batch(claim, prepared, discarded)
+        await self._delete_files(discarded)
+
+    async def _delete_files(self, keys: list[str]) -> None:
+        """After the commit; a file left by a failure here is found by the sweeper later."""
+        if not keys:
+            return
+        try:
+            await self.files.delete(keys)
+        except Exception as error:
+            log.warning("deleting %d stored files failed: %s", len(keys), type(error).__name__)
+
+    async def _apply_batch(self, claim: Claim, prepared: Prepared, discarded: list[str]) -> None:
         async with self.write_sessions() as session, session.begin():
             lane = await session.scalar(
                 scoped(select(MutationLane), MutationLane, claim.scope).with_for_update()
@@ -230,7 +250,7 @@ class Worker:
                 if mutation.attempts > self.tuning.max_attempts:  # it keeps killing its workers
                     fail_all_items(mutation, "too_many_attempts", "Applying it failed too many times", now)
                 else:
-                    await apply_mutation(session, lane, mutation, prepared.values, now)
+                    await apply_mutation(session, lane, mutation, prepared.values, now, discarded)
                 callbacks = await queue_callback(session, mutation, now) or callbacks
             lane.last_done_seq = claim.through_seq
             _release(lane)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from onderwijsregio.engine.callbacks import forget_deliveries_of
 from onderwijsregio.engine.maintenance import SANDBOX_RESET
@@ -19,21 +18,22 @@ from onderwijsregio.engine.operations import (
     register,
     sandbox_reset_steps,
 )
-from onderwijsregio.scope import Scope, scoped
+from onderwijsregio.scope import scoped
 
 
 async def apply_reset(context: ApplyContext, _item: dict[str, Any], _prepared: Any) -> ItemOutcome:
     if not context.scope.sandbox:
         raise ItemFailed("bad_request", "Only sandbox data can be reset")
     for step in sandbox_reset_steps():
-        await step(context.session, context.scope, context.mutation_id)
+        await step(context)
     return ItemOutcome("sandbox", context.scope.region_id, "deleted")
 
 
 @on_sandbox_reset
-async def forget_engine_records(session: AsyncSession, scope: Scope, reset_id: str) -> None:
+async def forget_engine_records(context: ApplyContext) -> None:
     """Mutations accepted before the reset (those after it are kept: nothing accepted is lost),
     idempotency records and callback rows; the lanes and their counters go on."""
+    session, scope, reset_id = context.session, context.scope, context.mutation_id
     seq = await session.scalar(scoped(select(Mutation.seq), Mutation, scope).where(Mutation.id == reset_id))
     earlier = scoped(select(Mutation.id), Mutation, scope).where(Mutation.seq < seq)
     # Keys of later mutations stay, so a client retrying one of those still gets its replay.

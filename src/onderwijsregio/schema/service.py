@@ -14,9 +14,13 @@ Operation = Literal["create", "update"]
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 # What JSON Schema cannot say; the API checks these as well (§3.1).
 NOT_EXPRESSED = (
-    "Checked by the API but not expressible here: dateOfBirth from 1900-01-01 up to today; a phone number "
-    "holds 6 to 15 digits; e-mail addresses are checked for their form; values in arrays are unique; no text holds the "
-    "character U+0000; and a write to a candidate must name one that exists in this region and mode."
+    "Checked by the API but not expressible here: dateOfBirth from 1900-01-01 up to today; a phone "
+    "number holds 6 to 15 digits; e-mail addresses are checked for their form; no text holds the "
+    "character U+0000; an attachment's base64 must decode, to at most 10 MiB (40 MiB per request), "
+    "and its type, told by its bytes, must be PDF, DOC, DOCX, ODT, RTF, TXT, PNG, JPEG or WEBP; an "
+    "attachment URL must pass the URL safety rules (public addresses only; fetched within 30 s, at "
+    "most 3 redirects, at most 10 MiB); and a write to a candidate must name one that exists in this "
+    "region and mode."
 )
 _NAMES = {"InteractionInput": "Interaction"}  # the contract's names for the shared definitions
 
