@@ -1,7 +1,9 @@
-"""A real HTTP receiver on 127.0.0.1 that records requests and answers as told (callbacks, webhooks)."""
+"""A real HTTP receiver on 127.0.0.1 that records requests and answers as told: callbacks and
+webhooks (POST), and files to fetch (GET, `serve`)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ class Reply:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    with_length: bool = True  # False: no Content-Length, the body ends when the connection closes
 
 
 class Receiver:
@@ -32,6 +35,7 @@ class Receiver:
         self.requests: list[Recorded] = []
         self.replies: list[Reply] = []  # consumed in order, then `default`
         self.default = Reply()
+        self.files: dict[str, Reply] = {}  # what GET answers, by path
         self._lock = threading.Lock()
         receiver = self
 
@@ -51,14 +55,28 @@ class Receiver:
                 with receiver._lock:
                     receiver.requests.append(record)
                     reply = receiver.replies.pop(0) if receiver.replies else receiver.default
+                self.answer(reply)
+                record.answered_at = time.time()
+
+            def do_GET(self) -> None:
+                record = Recorded(
+                    "GET", self.path, {k.lower(): v for k, v in self.headers.items()}, b"", time.time()
+                )
+                with receiver._lock:
+                    receiver.requests.append(record)
+                self.answer(receiver.files.get(self.path, Reply(404)))
+
+            def answer(self, reply: Reply) -> None:
                 time.sleep(reply.delay)
                 self.send_response(reply.status)
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
-                self.send_header("content-length", str(len(reply.body)))
+                if reply.with_length:
+                    self.send_header("content-length", str(len(reply.body)))
                 self.end_headers()
-                self.wfile.write(reply.body)
-                record.answered_at = time.time()
+                # the client may stop reading (as it should past a size limit)
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(reply.body)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
@@ -67,6 +85,14 @@ class Receiver:
 
     def url(self, path: str = "/hook") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
+
+    def serve(self, path: str, reply: Reply) -> str:
+        """GET `path` answers `reply` from now on; returns its URL."""
+        self.files[path] = reply
+        return self.url(path)
+
+    def gets(self, path: str) -> int:
+        return sum(1 for r in self.requests if r.method == "GET" and r.path == path)
 
     def close(self) -> None:
         self._server.shutdown()
