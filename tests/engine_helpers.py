@@ -63,3 +63,14 @@ async def effects(sessions: async_sessionmaker[AsyncSession], region_id: str) ->
             select(Effect).where(Effect.region_id == region_id).order_by(Effect.change_seq)
         )
         return list(rows)
+
+
+async def until_processing(client: httpx.AsyncClient, tenant: Tenant, mutation_id: str) -> None:
+    for _ in range(400):
+        status = (await client.get(f"/api/v2/mutations/{mutation_id}", headers=tenant.headers())).json()[
+            "data"
+        ]
+        if status["status"] == "processing":
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{mutation_id} never started")

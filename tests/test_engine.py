@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from onderwijsregio.engine.models import Mutation
 from onderwijsregio.scope import Scope, scoped
 from tests.conftest import Tenant
-from tests.engine_helpers import accepted, effects, final, submit
+from tests.engine_helpers import accepted, effects, final, submit, until_processing
 from tests.test_envelope import assert_error
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -165,7 +165,7 @@ async def test_a_queued_mutation_can_be_canceled_once(
     client: httpx.AsyncClient, tenant: Tenant, sessions: Sessions
 ) -> None:
     blocker = await accepted(client, tenant, [{"value": "slow", "prepareSeconds": 2}])
-    await _until_processing(client, tenant, blocker)  # its batch is claimed: the next one waits alone
+    await until_processing(client, tenant, blocker)  # its batch is claimed: the next one waits alone
     waiting = await accepted(client, tenant, [{"value": "never"}])
     canceled = await client.post(f"/api/v2/mutations/{waiting}/cancel", headers=tenant.headers())
     assert canceled.status_code == 200, canceled.text
@@ -179,17 +179,6 @@ async def test_a_queued_mutation_can_be_canceled_once(
     )
     assert (await final(client, tenant, waiting))["status"] == "canceled"
     assert [r.value for r in await effects(sessions, tenant.id)] == ["slow"]
-
-
-async def _until_processing(client: httpx.AsyncClient, tenant: Tenant, mutation_id: str) -> None:
-    for _ in range(400):
-        status = (await client.get(f"/api/v2/mutations/{mutation_id}", headers=tenant.headers())).json()[
-            "data"
-        ]
-        if status["status"] == "processing":
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"{mutation_id} never started")
 
 
 async def test_cancel_needs_write_and_list_filters(client: httpx.AsyncClient, tenant: Tenant) -> None:

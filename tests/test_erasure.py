@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from onderwijsregio.config import Settings
 from onderwijsregio.models import metadata
+from tests import attachment_files as files
 from tests.conftest import Tenant
 from tests.engine_helpers import final
 from tests.receiver import Receiver
@@ -31,8 +34,16 @@ async def every_stored_value(sessions: async_sessionmaker[AsyncSession]) -> str:
     return "\n".join(texts)
 
 
+def every_stored_file(settings: Settings) -> bytes:
+    """Every file in the attachment storage, all regions, as one blob (a test-only scan)."""
+    root = Path(settings.storage_url.removeprefix("file://"))
+    return b"".join(
+        path.read_bytes() + path.name.encode() for path in sorted(root.rglob("*")) if path.is_file()
+    )
+
+
 async def test_erasure_leaves_no_personal_data(
-    client: httpx.AsyncClient, tenant: Tenant, sessions: async_sessionmaker[AsyncSession]
+    client: httpx.AsyncClient, tenant: Tenant, sessions: async_sessionmaker[AsyncSession], settings: Settings
 ) -> None:
     marker = f"Mrk{uuid.uuid4().hex[:12]}"
     key = f"erase-{uuid.uuid4().hex}"  # the client's own token, not personal data
@@ -48,6 +59,8 @@ async def test_erasure_leaves_no_personal_data(
                     phone="06-87654321",
                     notes=f"notitie {marker}",
                     city=f"Stad{marker}",
+                    curriculumVitae=[files.base64_input(files.txt(f"CV van {marker}"), f"cv-{marker}.txt")],
+                    otherAttachments=[files.base64_input(files.pdf(marker), f"{marker}.pdf")],
                     interactions=[
                         {
                             "type": "Anders",
@@ -67,6 +80,8 @@ async def test_erasure_leaves_no_personal_data(
         ]
         assert exported["candidate"]["id"] == cid and exported["candidate"]["notes"] == f"notitie {marker}"
         assert [i["summary"] for i in exported["interactions"]] == [f"gesprek {marker}"]
+        assert [a["filename"] for a in exported["attachments"]] == [f"cv-{marker}.txt", f"{marker}.pdf"]
+        assert marker.encode() in every_stored_file(settings)
         assert [m["operation"] for m in exported["mutations"]] == ["candidates.create", "candidates.update"]
         assert marker in await every_stored_value(sessions)
         await run(client, tenant, "DELETE", f"/candidates/{cid}")
@@ -74,6 +89,7 @@ async def test_erasure_leaves_no_personal_data(
         receiver.close()
     stored = await every_stored_value(sessions)
     assert marker not in stored and "87654321" not in stored, "personal data survived the erasure"
+    assert marker.encode() not in every_stored_file(settings), "a file survived the erasure"
     assert cid in stored  # ids remain in mutations and idempotency records, as the contract allows
     assert_error(
         await client.get(f"{API}/candidates/{cid}/export", headers=tenant.headers()), 404, "not_found"

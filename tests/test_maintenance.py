@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +14,7 @@ from onderwijsregio.engine.maintenance import Maintenance, next_wipe
 from onderwijsregio.engine.models import IdempotencyRecord
 from onderwijsregio.engine.wakeup import Waker
 from onderwijsregio.scope import Scope, scoped
+from onderwijsregio.storage.files import LocalFileStore
 from tests.conftest import Tenant
 from tests.engine_helpers import accepted, final, submit
 
@@ -29,7 +31,7 @@ def test_the_daily_wipe_is_at_three_in_amsterdam_in_summer_and_winter() -> None:
 
 
 async def test_expired_idempotency_records_are_forgotten(
-    client: httpx.AsyncClient, tenant: Tenant, app: Any, write_sessions: Sessions
+    client: httpx.AsyncClient, tenant: Tenant, app: Any, write_sessions: Sessions, tmp_path: Path
 ) -> None:
     fresh = await submit(client, tenant, [{"value": "a"}], idempotencyKey="keep-me")
     stale = await submit(client, tenant, [{"value": "b"}], idempotencyKey="forget-me")
@@ -40,7 +42,7 @@ async def test_expired_idempotency_records_are_forgotten(
             .where(IdempotencyRecord.key == "forget-me")
             .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
         )
-    maintenance = Maintenance(write_sessions, Waker(), time(3, 0))
+    maintenance = Maintenance(write_sessions, Waker(), time(3, 0), LocalFileStore(tmp_path))
     assert await maintenance.forget_expired_keys() >= 1
     async with write_sessions() as session:
         keys = set(await session.scalars(scoped(select(IdempotencyRecord.key), IdempotencyRecord, scope)))
@@ -54,12 +56,12 @@ async def test_expired_idempotency_records_are_forgotten(
 
 
 async def test_the_daily_wipe_resets_changed_sandboxes_once(
-    client: httpx.AsyncClient, make_tenant: Any, write_sessions: Sessions
+    client: httpx.AsyncClient, make_tenant: Any, write_sessions: Sessions, tmp_path: Path
 ) -> None:
     tenant: Tenant = await make_tenant()
     sandbox = await client.post("/api/sandbox/test-records", json=[{"value": "s"}], headers=tenant.headers())
     await final(client, tenant, sandbox.json()["data"]["mutationId"], sandbox=True)
-    maintenance = Maintenance(write_sessions, Waker(), time(3, 0))
+    maintenance = Maintenance(write_sessions, Waker(), time(3, 0), LocalFileStore(tmp_path))
     day = datetime.now(UTC).date() + timedelta(days=400)  # a day no other test wipes
     assert await maintenance.wipe_sandboxes(day) >= 1
     assert await maintenance.wipe_sandboxes(day) == 0  # nothing changed since: no second wipe

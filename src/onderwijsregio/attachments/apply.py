@@ -25,6 +25,7 @@ from onderwijsregio.engine.operations import (
     ItemOutcome,
     Operation,
     PrepareContext,
+    on_cleanup,
     on_mutation_applied,
     on_sandbox_reset,
     register,
@@ -158,6 +159,7 @@ async def forget_sandbox_files(context: ApplyContext) -> None:
     )
 
 
+@on_cleanup
 async def sweep(
     sessions: async_sessionmaker[AsyncSession], files: FileStore, grace: timedelta = SWEEP_GRACE
 ) -> int:

@@ -259,4 +259,13 @@ async def content(files: FileStore, attachment: Attachment) -> AsyncIterator[byt
 
 
 async def ensure_writable(session: AsyncSession, scope: Scope, attachment_id: str) -> None:
-    await find_attachment(session, scope, attachment_id)
+    """An attachment that neither exists nor is pending creation (its file staged for an unfinished
+    mutation) here → 404 at once."""
+    if has_shape(attachment_id, "att"):
+        stored = scoped(select(Attachment.id), Attachment, scope).where(Attachment.id == attachment_id)
+        staged = scoped(select(StagedFile.attachment_id), StagedFile, scope).where(
+            StagedFile.attachment_id == attachment_id
+        )
+        if await session.scalar(stored) or await session.scalar(staged):
+            return
+    raise NotFound("Attachment not found")

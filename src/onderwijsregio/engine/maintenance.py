@@ -1,4 +1,5 @@
-"""Jobs on a clock: the idempotency clean-up and the daily sandbox wipe (contract §2.4, §3.8).
+"""Jobs on a clock: the hourly clean-ups (idempotency records, and what the domains register, such
+as unused stored files) and the daily sandbox wipe (contract §2.4, §3.8).
 
 Any number of processes may run them: the clean-up is idempotent, and the daily wipe is accepted
 with an idempotency key naming the day, so a region gets one wipe a day however many run it.
@@ -18,8 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from onderwijsregio.clock import utc_now
 from onderwijsregio.engine.accept import Submission, WriteOptions, accept, forget_expired_keys
 from onderwijsregio.engine.models import Mutation, MutationCounter
+from onderwijsregio.engine.operations import cleanup_jobs
 from onderwijsregio.engine.wakeup import Waker
 from onderwijsregio.scope import Scope, scoped
+from onderwijsregio.storage.files import FileStore
 
 log = logging.getLogger(__name__)
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
@@ -42,6 +45,7 @@ class Maintenance:
     write_sessions: async_sessionmaker[AsyncSession]
     waker: Waker
     wipe_at: time
+    files: FileStore
     cleanup_every: timedelta = timedelta(hours=1)
 
     async def run_forever(self) -> None:
@@ -51,7 +55,7 @@ class Maintenance:
             now = utc_now()
             try:
                 if now >= cleanup:
-                    await self.forget_expired_keys()
+                    await self.clean_up()
                     cleanup = now + self.cleanup_every
                 if now >= wipe:
                     await self.wipe_sandboxes(wipe.astimezone(AMSTERDAM).date())
@@ -61,6 +65,14 @@ class Maintenance:
             await asyncio.sleep(
                 max(1.0, min((cleanup - now).total_seconds(), (wipe - now).total_seconds(), 60))
             )
+
+    async def clean_up(self) -> None:
+        await self.forget_expired_keys()
+        for job in cleanup_jobs():
+            try:
+                await job(self.write_sessions, self.files)
+            except Exception as error:  # one job's trouble must not stop the others
+                log.warning("clean-up job failed: %s", type(error).__name__)
 
     async def forget_expired_keys(self) -> int:
         forgotten = 0

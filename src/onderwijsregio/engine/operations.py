@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from onderwijsregio.engine.models import Mutation, MutationLane
 from onderwijsregio.outbound.urls import UrlPolicy
@@ -105,6 +105,21 @@ def on_sandbox_reset(step: ResetStep) -> ResetStep:
 
 def sandbox_reset_steps() -> list[ResetStep]:
     return list(_RESET_STEPS)
+
+
+# Hourly clean-ups of the domains (the attachments' file sweeper, for one), run by every engine.
+CleanupJob = Callable[[async_sessionmaker[AsyncSession], FileStore], Awaitable[int]]
+_CLEANUP_JOBS: list[CleanupJob] = []
+Job = TypeVar("Job", bound=CleanupJob)
+
+
+def on_cleanup(job: Job) -> Job:
+    _CLEANUP_JOBS.append(job)
+    return job
+
+
+def cleanup_jobs() -> list[CleanupJob]:
+    return list(_CLEANUP_JOBS)
 
 
 # Steps run after every item of a mutation was applied, in the same transaction (the attachments

@@ -62,7 +62,7 @@ class Engine:
         jobs = [self.worker(n).run_forever() for n in range(workers)]
         jobs += [
             self.dispatcher().run_forever(),
-            Maintenance(self.write_sessions, self.mutations_waker, self.wipe_at).run_forever(),
+            Maintenance(self.write_sessions, self.mutations_waker, self.wipe_at, self.files).run_forever(),
         ]
         if self.database_url.startswith("postgresql"):
             channels = {MUTATIONS_CHANNEL: self.mutations_waker, CALLBACKS_CHANNEL: self.callbacks_waker}
