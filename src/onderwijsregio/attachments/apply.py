@@ -120,6 +120,8 @@ async def forget_files_of(context: ApplyContext, candidate_id: str) -> None:
 @on_mutation_applied
 async def settle_staged_files(context: ApplyContext, mutation: Mutation) -> None:
     """The mutation is done: its staged files now belong to an attachment, or are deleted."""
+    if not any(item.get("attachments") for item in (mutation.payload or {}).get("items", [])):
+        return  # the common case costs no query; a payload erased meanwhile is left to the sweeper
     staged = scoped(select(StagedFile), StagedFile, context.scope).where(
         StagedFile.mutation_id == mutation.id
     )

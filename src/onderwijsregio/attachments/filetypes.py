@@ -6,6 +6,8 @@ a cap on what is decompressed, so a ZIP bomb is never extracted.
 
 from __future__ import annotations
 
+import codecs
+import re
 import zipfile
 from typing import IO
 
@@ -20,7 +22,7 @@ _OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _WORD_STREAM = "WordDocument".encode("utf-16-le")
 _MAX_ZIP_MEMBERS = 10_000
 _MAX_MEMBER_READ = 1024 * 1024
-_TEXT_CONTROLS = set(range(0x20)) - {0x09, 0x0A, 0x0C, 0x0D}
+_TEXT_CONTROLS = re.compile("[\x00-\x08\x0b\x0e-\x1f]")  # tab, LF, FF and CR are text
 
 
 def detect(source: IO[bytes]) -> str | None:
@@ -80,13 +82,17 @@ def _member_text(archive: zipfile.ZipFile, name: str) -> str:
 
 
 def _is_text(source: IO[bytes]) -> bool:
-    """UTF-8 text without control characters (tab, line breaks and form feed aside)."""
+    """UTF-8 text without control characters (tab, line breaks and form feed aside), read a piece
+    at a time."""
     source.seek(0)
-    data = source.read()
-    if not data:
-        return False
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    seen_any = False
     try:
-        text = data.decode("utf-8")
+        while piece := source.read(1024 * 1024):
+            seen_any = True
+            if _TEXT_CONTROLS.search(decoder.decode(piece)):
+                return False
+        decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         return False
-    return not any(ord(character) in _TEXT_CONTROLS for character in text)
+    return seen_any
