@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the shared conformance suite's files for what is built so far: on SQLite with local file
 # storage, then on PostgreSQL with Redis-backed rate limits and S3 storage (moto's S3 emulator on
-# 127.0.0.1). Usage: scripts/conformance.sh <conformance dir>
+# 127.0.0.1), and the attachment tests on the two other pairings too.
+# Usage: scripts/conformance.sh <conformance dir>
 set -euo pipefail
 suite="${1:-}"
 if [[ -z "$suite" || ! -x "$suite/run" ]]; then
@@ -44,8 +45,13 @@ else:
     raise SystemExit("the S3 emulator did not start")
 PY
 
+postgresql="postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 echo "conformance: PostgreSQL + Redis, S3 files" >&2
-CONFORMANCE_DATABASE_URL="postgresql+asyncpg://postgres@127.0.0.1:5432/test" \
-  CONFORMANCE_STORAGE_URL="s3://conformance/files" \
+CONFORMANCE_DATABASE_URL="$postgresql" CONFORMANCE_STORAGE_URL="s3://conformance/files" \
   ONDERWIJSREGIO_RATE_LIMIT_STORAGE="redis://127.0.0.1:6379/0" \
   "$suite/run" "${files[@]}" "${deselect[@]}" -q
+
+# The attachments on the other two pairings of database and storage.
+echo "conformance: attachments on SQLite with S3 files, and on PostgreSQL with local files" >&2
+CONFORMANCE_STORAGE_URL="s3://conformance/sqlite" "$suite/run" test_attachments.py -q
+CONFORMANCE_DATABASE_URL="$postgresql" "$suite/run" test_attachments.py -q
