@@ -12,7 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import onderwijsregio
 from onderwijsregio.app import api_routes
-from onderwijsregio.auth.dependencies import AdminAccess, PublicAccess, RegionAccess, route_access
+from onderwijsregio.auth.dependencies import (
+    AdminAccess,
+    PublicAccess,
+    RegionAccess,
+    SessionAccess,
+    route_access,
+)
 from onderwijsregio.db import Base
 from onderwijsregio.engine.models import Mutation
 from onderwijsregio.models import metadata
@@ -26,7 +32,12 @@ PLATFORM_PREFIXES = ("/api/v2/regions", "/api/v2/api-keys")
 # Tables of platform configuration rather than region data.
 PLATFORM_TABLES = {"regions", "api_keys", "admin_overrides", "signing_secrets", "alembic_version"}
 # Indexes of work queues that are claimed across regions on purpose (docs/decisions.md).
-WORK_INDEXES = {"ix_callback_deliveries_due"}
+# Work queues found by due time across regions, and a session found by its token (which tells the region).
+WORK_INDEXES = {
+    "ix_callback_deliveries_due",
+    "ix_verification_requests_due",
+    "ix_candidate_sessions_token_hash",
+}
 
 
 def test_every_route_declares_its_access(app: FastAPI) -> None:
@@ -52,6 +63,8 @@ def test_admin_and_platform_routes_are_declared_as_such(app: FastAPI) -> None:
         elif route.path.startswith(PLATFORM_PREFIXES):
             assert isinstance(access, RegionAccess), route.path
             assert access.platform, f"{route.path} is platform configuration; it must not be sandboxed"
+        elif route.path.startswith("/api/v2/auth/candidates/session/") or route.path.endswith("/session"):
+            assert isinstance(access, SessionAccess), route.path
         elif route.path.startswith("/api/v2/"):
             assert isinstance(access, RegionAccess), route.path
             assert not access.platform, route.path

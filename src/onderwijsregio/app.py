@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from datetime import timedelta
+from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from onderwijsregio.api_keys.usage import KeyUsage
 from onderwijsregio.attachments import routes as attachment_routes
 from onderwijsregio.auth.dependencies import route_access
 from onderwijsregio.candidates import routes as candidate_routes
+from onderwijsregio.clock import utc_now
 from onderwijsregio.config import Settings, get_settings
 from onderwijsregio.context import AppContext
 from onderwijsregio.cursors import CursorCodec
@@ -53,6 +54,9 @@ from onderwijsregio.ratelimit import RateLimiter
 from onderwijsregio.regions import routes as region_routes
 from onderwijsregio.sandbox import routes as sandbox_routes
 from onderwijsregio.schema import routes as schema_routes
+from onderwijsregio.sessions import routes as session_routes
+from onderwijsregio.sessions.cors import SessionPreflightMiddleware
+from onderwijsregio.sessions.mail import MailSender, SmtpServer
 from onderwijsregio.storage.files import file_store
 from onderwijsregio.validation import refuse_nul_characters
 from onderwijsregio.webhooks import routes as webhook_routes
@@ -84,7 +88,9 @@ The Onderwijsregio API v2: candidates, interactions and CVs of Dutch education r
 """
 
 
-def create_app(settings: Settings | None = None, *, run_workers: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, run_workers: bool = True, clock: Callable[[], datetime] = utc_now
+) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(
         title="Onderwijsregio API v2",
@@ -94,13 +100,14 @@ def create_app(settings: Settings | None = None, *, run_workers: bool = True) ->
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
-        lifespan=_lifespan(settings, run_workers),
+        lifespan=_lifespan(settings, run_workers, clock),
         dependencies=[Depends(refuse_nul_characters)],
     )
     api_routers = (
         schema_routes.router,
         candidate_routes.router,
         attachment_routes.router,
+        session_routes.router,
         interaction_routes.router,
         mutation_routes.router,
         sandbox_routes.router,
@@ -120,19 +127,20 @@ def create_app(settings: Settings | None = None, *, run_workers: bool = True) ->
         name="docs-assets",
     )
     _install_error_handlers(app)
+    app.add_middleware(SessionPreflightMiddleware)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(RequestContextMiddleware)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
 
-def _lifespan(settings: Settings, run_workers: bool) -> Any:
+def _lifespan(settings: Settings, run_workers: bool, clock: Callable[[], datetime]) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        context = make_context(settings)
+        context = make_context(settings, clock)
         app.state.context = context
         flusher = asyncio.create_task(context.key_usage.flush_forever(context.write_sessions))
-        context.engine.start(settings.workers if run_workers else 0)
+        context.engine.start(settings.workers if run_workers else 0, outboxes(context))
         try:
             yield
         finally:
@@ -145,7 +153,21 @@ def _lifespan(settings: Settings, run_workers: bool) -> Any:
     return lifespan
 
 
-def make_context(settings: Settings) -> AppContext:
+def outboxes(context: AppContext) -> list[Callable[[], Coroutine[Any, Any, None]]]:
+    """The senders that run wherever the engine runs: the verification mail."""
+    settings, engine = context.settings, context.engine
+    mail = MailSender(
+        context.write_sessions,
+        engine.box,
+        SmtpServer.from_url(settings.smtp_url),
+        settings.mail_from,
+        engine.mail_waker,
+        context.clock,
+    )
+    return [mail.run_forever]
+
+
+def make_context(settings: Settings, clock: Callable[[], datetime] = utc_now) -> AppContext:
     database = make_engine(settings.database_url, hide_parameters=True)
     sessions, write_sessions = make_sessionmaker(database), make_sessionmaker(database, write=True)
     policy = UrlPolicy.from_setting(settings.allow_http_urls, settings.url_allowlist)
@@ -175,6 +197,7 @@ def make_context(settings: Settings) -> AppContext:
         key_usage=KeyUsage(),
         url_policy=policy,
         engine=engine,
+        clock=clock,
     )
 
 

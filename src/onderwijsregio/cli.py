@@ -85,7 +85,7 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _work_until_stopped(settings: Settings) -> None:
     """A standalone worker: the engine's tasks until SIGTERM or SIGINT, then a clean stop."""
-    from onderwijsregio.app import make_context
+    from onderwijsregio.app import make_context, outboxes
     from onderwijsregio.registry import register_operations
 
     register_operations()
@@ -94,7 +94,7 @@ async def _work_until_stopped(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signal_number, stop.set)
-    context.engine.start(max(1, settings.workers))
+    context.engine.start(max(1, settings.workers), outboxes(context))
     log.info("worker running with %d worker tasks", max(1, settings.workers))
     try:
         await stop.wait()

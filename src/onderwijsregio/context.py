@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import Request
 
 from onderwijsregio.api_keys.usage import KeyUsage
+from onderwijsregio.clock import utc_now
 from onderwijsregio.config import Settings
 from onderwijsregio.cursors import CursorCodec
 from onderwijsregio.engine.runtime import Engine
@@ -26,6 +29,7 @@ class AppContext:
     key_usage: KeyUsage
     url_policy: UrlPolicy
     engine: Engine  # the Mutation Engine: its wake-ups, and (when this process works) its tasks
+    clock: Callable[[], datetime] = utc_now  # tests of time-bound rules give their own
 
 
 def app_context(request: Request) -> AppContext:

@@ -180,6 +180,18 @@ def _resolve_sandbox(scope: Scope) -> bool:
     return (_header(scope, b"x-api-sandbox") or "").strip().lower() == "true"
 
 
+EXPOSED_HEADERS = "x-request-id, location, retry-after, ratelimit-limit, ratelimit-remaining, ratelimit-reset"
+
+
+def cors_headers(origin: str) -> list[tuple[bytes, bytes]]:
+    """What lets a browser of `origin` read the answer (set for candidate session routes only)."""
+    return [
+        (b"access-control-allow-origin", origin.encode()),
+        (b"access-control-expose-headers", EXPOSED_HEADERS.encode()),
+        (b"vary", b"Origin"),
+    ]
+
+
 def _extra_headers(state: dict[str, Any]) -> list[tuple[bytes, bytes]]:
     headers = [(b"x-request-id", state["request_id"].encode())]
     limit = state.get("rate_limit")
@@ -191,6 +203,8 @@ def _extra_headers(state: dict[str, Any]) -> list[tuple[bytes, bytes]]:
         ]
     if state.get("deprecated_header"):
         headers.append((b"deprecation", b"true"))
+    if state.get("cors_origin"):  # a session route, for an origin its region allows
+        headers += cors_headers(state["cors_origin"])
     return headers
 
 

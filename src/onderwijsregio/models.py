@@ -16,6 +16,12 @@ from onderwijsregio.engine.models import (
     SigningSecret,
 )
 from onderwijsregio.regions.models import Region
+from onderwijsregio.sessions.models import (
+    CandidateSession,
+    SessionMutation,
+    VerificationCode,
+    VerificationRequest,
+)
 
 metadata = Base.metadata
 __all__ = [
@@ -24,13 +30,17 @@ __all__ = [
     "Attachment",
     "CallbackDelivery",
     "Candidate",
+    "CandidateSession",
     "IdempotencyRecord",
     "Interaction",
     "Mutation",
     "MutationCounter",
     "MutationLane",
     "Region",
+    "SessionMutation",
     "SigningSecret",
     "StagedFile",
+    "VerificationCode",
+    "VerificationRequest",
     "metadata",
 ]

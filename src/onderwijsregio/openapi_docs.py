@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from onderwijsregio.auth.dependencies import AdminAccess, PublicAccess, RegionAccess
+from onderwijsregio.auth.dependencies import AdminAccess, PublicAccess, RegionAccess, SessionAccess
 from onderwijsregio.envelope import ErrorEnvelope
 
 _ERRORS = {
@@ -55,6 +55,8 @@ def describe_access(document: dict[str, Any], route: Any, access: Any) -> None:
             note = "Access: public."
         elif isinstance(access, AdminAccess):
             note = "Access: an admin key."
+        elif isinstance(access, SessionAccess):
+            note = "Access: a candidate's session token (`Authorization: Bearer`); API keys do not work here."
         else:
             assert isinstance(access, RegionAccess)
             needed = f" with the `{access.permission}` permission" if access.permission else ""

@@ -72,5 +72,9 @@ class RateLimiter:
             decisions.append(Decision(True, bucket.burst, max(0, stats.remaining), window_seconds(bucket), 0))
         return min(decisions, key=lambda d: d.remaining)
 
+    async def within(self, name: str, amount: int, seconds: int) -> bool:
+        """Counts one event against a limit of `amount` per `seconds` (a moving window); False when over."""
+        return bool(await self._limiter.hit(RateLimitItemPerSecond(amount, seconds, namespace="oreg"), name))
+
     async def healthy(self) -> bool:
         return bool(await self._limiter.storage.check())

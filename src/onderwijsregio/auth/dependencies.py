@@ -5,6 +5,7 @@
 - `RegionAccess(permission, platform=...)`: a region key, or an admin key with `x-region-id`
   (the admin override, audited). `platform=True` marks routes that are the same in live and
   sandbox mode (regions, api-keys) and answer `sandboxEnabled: false`.
+- `SessionAccess`: a candidate's session token, on the candidate self-service routes only.
 
 A guard test walks the route table and fails for any route that declares none of them.
 """
@@ -12,11 +13,12 @@ A guard test walks the route table and fails for any route that declares none of
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Header, Request, Security
 from fastapi.routing import APIRoute
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from onderwijsregio.auth import service
 from onderwijsregio.auth.schemas import KeyRecord, Permission, Principal, RegionContext
@@ -28,6 +30,7 @@ from onderwijsregio.ratelimit import Bucket
 from onderwijsregio.regions.models import Region
 from onderwijsregio.regions.service import DEFAULT_KEY_BURST, DEFAULT_KEY_RATE
 from onderwijsregio.scope import Scope
+from onderwijsregio.sessions.service import live_session
 
 API_KEY_HEADER = APIKeyHeader(
     name="x-api-key", scheme_name="ApiKey", auto_error=False, description="A region key or an admin key."
@@ -169,7 +172,63 @@ async def _rate_limit(request: Request, context: AppContext, buckets: list[Bucke
         )
 
 
-AccessDeclaration = PublicAccess | AdminAccess | RegionAccess
+BEARER = HTTPBearer(
+    scheme_name="CandidateSession",
+    auto_error=False,
+    description="A candidate's session token (POST /auth/candidates/sessions); session routes only.",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCaller:
+    """A candidate's session: acts in its region and mode for the candidates of its e-mail address."""
+
+    caller: RegionContext  # for the engine: the session as a principal with read and write
+    session_id: str
+    email_key: str
+    expires_at: datetime
+
+
+class SessionAccess:
+    """A candidate session token (`Authorization: Bearer`); API keys do not open these routes."""
+
+    async def __call__(
+        self,
+        request: Request,
+        context: Context,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
+    ) -> SessionCaller:
+        state = request_state(request)
+        if bearer is None or bearer.scheme.lower() != "bearer":
+            raise Unauthorized()
+        async with context.write_sessions() as session, session.begin():
+            found = await live_session(
+                session, bearer.credentials, bool(state.get("sandbox")), context.clock()
+            )
+            region = await session.get(Region, found.region_id) if found is not None else None
+        if found is None or region is None:
+            raise Unauthorized()
+        state["region_id"] = region.id
+        await _rate_limit(request, context, _session_buckets(found.id, region))
+        origin = request.headers.get("origin")
+        if origin is not None and origin in region.allowed_origins:
+            state["cors_origin"] = origin
+        principal = Principal(found.id, False, region.id, SESSION_PERMISSIONS, found.expires_at)
+        caller = RegionContext(principal, region, Scope(region.id, found.sandbox))
+        return SessionCaller(caller, found.id, found.email_key, found.expires_at)
+
+
+SESSION_PERMISSIONS = frozenset({Permission.read, Permission.write})
+
+
+def _session_buckets(session_id: str, region: Region) -> list[Bucket]:
+    return [
+        Bucket(f"session:{session_id}", region.key_requests_per_second, region.key_burst),
+        Bucket(f"region:{region.id}", region.requests_per_second, region.burst),
+    ]
+
+
+AccessDeclaration = PublicAccess | AdminAccess | RegionAccess | SessionAccess
 
 
 def route_access(route: APIRoute) -> AccessDeclaration | None:
@@ -191,6 +250,7 @@ RegionWrite = RegionAccess(Permission.write)
 RegionManage = RegionAccess(Permission.manage)
 RegionAnyKey = RegionAccess(None, platform=True)
 RegionManagePlatform = RegionAccess(Permission.manage, platform=True)
+CandidateSessionAccess = SessionAccess()
 
 AdminPrincipal = Annotated[Principal, Depends(Admin)]
 AnyRegionKey = Annotated[RegionContext, Depends(RegionAnyKey)]

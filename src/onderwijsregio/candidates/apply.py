@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -83,6 +84,16 @@ async def forget_sandbox_candidates(context: ApplyContext) -> None:
     await session.execute(scoped(delete(Candidate), Candidate, scope))
 
 
+# What other domains erase with a candidate (its sessions and codes, for one), in the same item.
+ErasureStep = Callable[[ApplyContext, Candidate], Awaitable[None]]
+_ERASURE_STEPS: list[ErasureStep] = []
+
+
+def on_erasure(step: ErasureStep) -> ErasureStep:
+    _ERASURE_STEPS.append(step)
+    return step
+
+
 UPDATE, UPSERT = "candidates.update", "candidates.upsert"
 ARCHIVE, UNARCHIVE, DELETE = "candidates.archive", "candidates.unarchive", "candidates.delete"
 
@@ -148,6 +159,8 @@ async def apply_delete(context: ApplyContext, item: dict[str, Any], _prepared: A
         )
     )
     await forget_files_of(context, candidate.id)
+    for step in _ERASURE_STEPS:
+        await step(context, candidate)
     await context.session.delete(candidate)
     context.next_change()
     return ItemOutcome("candidate", item["id"], "deleted")

@@ -42,6 +42,8 @@ class Submission:
     resource_ids: list[str]
     # Rows a domain writes with the mutation, given its id (staged attachment files, for one).
     on_insert: Callable[[AsyncSession, str], None] | None = None
+    # Where the 202 points the client, given the mutation id, when not GET /mutations/{id}.
+    status_url: Callable[[str], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ async def accept(
     waker: Waker,
 ) -> Acceptance:
     mutation_id = new_id("mut")
-    url = status_url(scope, mutation_id)
+    url = (submission.status_url or (lambda given: status_url(scope, given)))(mutation_id)
     if options.idempotency_key is not None:
         view = accepted_view(mutation_id, submission.operation, submission.resource_ids, url)
         earlier = await _claim_key(session, scope, options.idempotency_key, fingerprint, view)

@@ -9,15 +9,23 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import time
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from onderwijsregio.engine.callbacks import CallbackDispatcher
 from onderwijsregio.engine.maintenance import Maintenance
 from onderwijsregio.engine.signing import SecretBox
-from onderwijsregio.engine.wakeup import CALLBACKS_CHANNEL, MUTATIONS_CHANNEL, Waker, listen_forever
+from onderwijsregio.engine.wakeup import (
+    CALLBACKS_CHANNEL,
+    MAIL_CHANNEL,
+    MUTATIONS_CHANNEL,
+    Waker,
+    listen_forever,
+)
 from onderwijsregio.engine.worker import EngineTuning, Worker
 from onderwijsregio.outbound.urls import UrlPolicy
 from onderwijsregio.storage.files import FileStore
@@ -35,6 +43,7 @@ class Engine:
     tuning: EngineTuning = field(default_factory=EngineTuning)
     mutations_waker: Waker = field(default_factory=Waker)
     callbacks_waker: Waker = field(default_factory=Waker)
+    mail_waker: Waker = field(default_factory=Waker)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def worker(self, number: int) -> Worker:
@@ -55,17 +64,23 @@ class Engine:
             self.sessions, self.write_sessions, self.callbacks_waker, self.box, self.policy
         )
 
-    def start(self, workers: int) -> None:
-        """Starts the background tasks; with no workers, nothing runs here (another process works)."""
+    def start(self, workers: int, outboxes: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()) -> None:
+        """Starts the background tasks, the domains' outbox senders (`outboxes`) among them; with no
+        workers, nothing runs here (another process works)."""
         if workers <= 0:
             return
         jobs = [self.worker(n).run_forever() for n in range(workers)]
+        jobs += [run() for run in outboxes]
         jobs += [
             self.dispatcher().run_forever(),
             Maintenance(self.write_sessions, self.mutations_waker, self.wipe_at, self.files).run_forever(),
         ]
         if self.database_url.startswith("postgresql"):
-            channels = {MUTATIONS_CHANNEL: self.mutations_waker, CALLBACKS_CHANNEL: self.callbacks_waker}
+            channels = {
+                MUTATIONS_CHANNEL: self.mutations_waker,
+                CALLBACKS_CHANNEL: self.callbacks_waker,
+                MAIL_CHANNEL: self.mail_waker,
+            }
             jobs.append(listen_forever(self.database_url, channels))
         self._tasks = [asyncio.create_task(job) for job in jobs]
 

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 MUTATIONS_CHANNEL = "onderwijsregio_mutations"
 CALLBACKS_CHANNEL = "onderwijsregio_callbacks"
+MAIL_CHANNEL = "onderwijsregio_mail"
 
 
 class Waker:

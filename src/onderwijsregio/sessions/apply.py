@@ -1,0 +1,70 @@
+"""A candidate's own changes through a session (contract §3.5), and what erasure and the sandbox
+reset end: the candidate's sessions, codes and pending verification mail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from onderwijsregio.candidates.apply import apply_delete, on_erasure, patch
+from onderwijsregio.candidates.models import Candidate
+from onderwijsregio.engine.operations import (
+    ApplyContext,
+    ItemFailed,
+    ItemOutcome,
+    Operation,
+    on_sandbox_reset,
+    register,
+)
+from onderwijsregio.scope import scoped
+from onderwijsregio.sessions.models import (
+    CandidateSession,
+    SessionMutation,
+    VerificationCode,
+    VerificationRequest,
+)
+
+SELF_UPDATE, SELF_DELETE = "candidates.self_update", "candidates.self_delete"
+
+
+async def _own_candidate(context: ApplyContext, item: dict[str, Any]) -> Candidate:
+    """Checked again at execution: the candidate must still exist and still have the session's e-mail."""
+    candidate = await context.session.scalar(
+        scoped(select(Candidate), Candidate, context.scope).where(
+            Candidate.id == item["id"], Candidate.email_key == item["emailKey"]
+        )
+    )
+    if candidate is None:
+        raise ItemFailed("not_found", "The candidate does not exist (any more)")
+    return candidate
+
+
+async def apply_self_update(context: ApplyContext, item: dict[str, Any], _prepared: Any) -> ItemOutcome:
+    candidate = await _own_candidate(context, item)
+    patch(context, candidate, item["patch"])
+    return ItemOutcome("candidate", candidate.id, "updated")
+
+
+async def apply_self_delete(context: ApplyContext, item: dict[str, Any], prepared: Any) -> ItemOutcome:
+    await _own_candidate(context, item)
+    return await apply_delete(context, item, prepared)
+
+
+@on_erasure
+async def forget_sessions_of(context: ApplyContext, candidate: Candidate) -> None:
+    """Erasure ends the sessions, codes and pending mail of the candidate's e-mail address."""
+    for model in (CandidateSession, VerificationCode, VerificationRequest):
+        await context.session.execute(
+            scoped(delete(model), model, context.scope).where(model.email_key == candidate.email_key)
+        )
+
+
+@on_sandbox_reset
+async def forget_sandbox_sessions(context: ApplyContext) -> None:
+    for model in (CandidateSession, VerificationCode, VerificationRequest, SessionMutation):
+        await context.session.execute(scoped(delete(model), model, context.scope))
+
+
+for _operation in (Operation(SELF_UPDATE, apply_self_update), Operation(SELF_DELETE, apply_self_delete)):
+    register(_operation)
