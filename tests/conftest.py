@@ -8,7 +8,7 @@ command runs the suite once on each. PostgreSQL uses ONDERWIJSREGIO_TEST_POSTGRE
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from onderwijsregio.db import make_engine
 from onderwijsregio.migrate import apply_migrations, startup_lock
 from tests import engine_ops
 from tests.scope_guard import ScopeGuard
+from tests.smtp import SmtpServer
 from tests.test_routes import add_test_write_route
 
 BACKEND = os.environ.get("ONDERWIJSREGIO_TEST_BACKEND", "sqlite")
@@ -38,6 +39,14 @@ API = "/api/v2"
 @pytest.fixture(scope="session")
 def var_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("var")
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[SmtpServer]:
+    """Every mail of the session app goes here (verification codes)."""
+    server = SmtpServer()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -63,8 +72,9 @@ async def reset_database(url: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str, var_dir: Path) -> Settings:
+def settings(database_url: str, var_dir: Path, smtp_server: SmtpServer) -> Settings:
     return Settings(
+        smtp_url=smtp_server.url,
         database_url=database_url,
         var_dir=var_dir,
         storage_url=f"file://{var_dir}/attachments",
