@@ -13,9 +13,15 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from onderwijsregio.app import create_app
 from onderwijsregio.config import Settings
+from onderwijsregio.scope import Scope, scoped
+from onderwijsregio.sessions.apply import forget_finished_sessions
+from onderwijsregio.sessions.models import CandidateSession, VerificationCode
+from onderwijsregio.storage.files import LocalFileStore
 from tests.conftest import Tenant
 from tests.engine_helpers import accepted, final, until_processing
 from tests.live import environment, fresh_database, run_cli, serve
@@ -454,3 +460,38 @@ async def test_without_smtp_the_mail_goes_to_the_log_with_the_code_masked(tmp_pa
     assert "verification mail (no SMTP server configured): code ******" in log
     assert address not in log and address.split("@")[0] not in log
     assert not re.search(r"code \d{6}", log)
+
+
+async def test_finished_sessions_and_spent_codes_are_removed(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    write_sessions: async_sessionmaker[AsyncSession],
+    tmp_path: Path,
+) -> None:
+    """They hold e-mail addresses: the hourly clean-up removes them once they can no longer be used."""
+    _, address = await sandbox_candidate(client, tenant)
+    token = await token_for(client, tenant, address)  # its code is spent now
+    live = await token_for(client, tenant, address)  # ends the first session
+    await client.delete(f"{SANDBOX}{SESSION}", headers=bearer(live))
+    assert await _rows_of(write_sessions, tenant, address) == (2, 2)
+    await forget_finished_sessions(write_sessions, LocalFileStore(tmp_path))
+    assert await _rows_of(write_sessions, tenant, address) == (0, 0)
+    assert_error(await client.get(f"{SANDBOX}{SESSION}", headers=bearer(token)), 401, "unauthorized")
+
+
+async def _rows_of(
+    sessions: async_sessionmaker[AsyncSession], tenant: Tenant, address: str
+) -> tuple[int, int]:
+    scope = Scope(tenant.id, True)
+    async with sessions() as session:
+        found = await session.scalars(
+            scoped(select(CandidateSession.id), CandidateSession, scope).where(
+                CandidateSession.email_key == address
+            )
+        )
+        codes = await session.scalars(
+            scoped(select(VerificationCode.id), VerificationCode, scope).where(
+                VerificationCode.email_key == address
+            )
+        )
+        return len(found.all()), len(codes.all())

@@ -1,19 +1,23 @@
-"""A candidate's own changes through a session (contract §3.5), and what erasure and the sandbox
-reset end: the candidate's sessions, codes and pending verification mail."""
+"""A candidate's own changes through a session (contract §3.5); what erasure and the sandbox reset
+end (the candidate's sessions, codes and pending verification mail); and the hourly removal of
+finished sessions and spent codes, which hold e-mail addresses."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from onderwijsregio.candidates.apply import apply_delete, on_erasure, patch
 from onderwijsregio.candidates.models import Candidate
+from onderwijsregio.clock import utc_now
 from onderwijsregio.engine.operations import (
     ApplyContext,
     ItemFailed,
     ItemOutcome,
     Operation,
+    on_cleanup,
     on_sandbox_reset,
     register,
 )
@@ -24,6 +28,7 @@ from onderwijsregio.sessions.models import (
     VerificationCode,
     VerificationRequest,
 )
+from onderwijsregio.storage.files import FileStore
 
 SELF_UPDATE, SELF_DELETE = "candidates.self_update", "candidates.self_delete"
 
@@ -64,6 +69,26 @@ async def forget_sessions_of(context: ApplyContext, candidate: Candidate) -> Non
 async def forget_sandbox_sessions(context: ApplyContext) -> None:
     for model in (CandidateSession, VerificationCode, VerificationRequest, SessionMutation):
         await context.session.execute(scoped(delete(model), model, context.scope))
+
+
+@on_cleanup
+async def forget_finished_sessions(sessions: async_sessionmaker[AsyncSession], _files: FileStore) -> int:
+    """Ended or expired sessions and spent or expired codes hold an e-mail address: they go hourly."""
+    now = utc_now()
+    async with sessions() as session, session.begin():
+        over = (CandidateSession.ended_at.is_not(None)) | (CandidateSession.expires_at < now)
+        finished = select(CandidateSession.id).where(over).execution_options(cross_region=True)
+        await session.execute(
+            delete(SessionMutation)
+            .where(SessionMutation.session_id.in_(finished))
+            .execution_options(cross_region=True)
+        )
+        gone = await session.execute(
+            delete(CandidateSession).where(over).execution_options(cross_region=True)
+        )
+        spent = (VerificationCode.used_at.is_not(None)) | (VerificationCode.expires_at < now)
+        await session.execute(delete(VerificationCode).where(spent).execution_options(cross_region=True))
+    return int(gone.rowcount or 0)  # type: ignore[attr-defined]
 
 
 for _operation in (Operation(SELF_UPDATE, apply_self_update), Operation(SELF_DELETE, apply_self_delete)):
