@@ -22,6 +22,7 @@ from onderwijsregio.sessions.models import (
     VerificationCode,
     VerificationRequest,
 )
+from onderwijsregio.webhooks.models import Event, WebhookEndpoint
 
 metadata = Base.metadata
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "CallbackDelivery",
     "Candidate",
     "CandidateSession",
+    "Event",
     "IdempotencyRecord",
     "Interaction",
     "Mutation",
@@ -42,5 +44,6 @@ __all__ = [
     "StagedFile",
     "VerificationCode",
     "VerificationRequest",
+    "WebhookEndpoint",
     "metadata",
 ]

@@ -10,3 +10,4 @@ def register_operations() -> None:
     from onderwijsregio.interactions import apply as interactions  # noqa: F401
     from onderwijsregio.sandbox import apply as sandbox  # noqa: F401
     from onderwijsregio.sessions import apply as sessions  # noqa: F401
+    from onderwijsregio.webhooks import apply as webhooks  # noqa: F401

@@ -74,6 +74,7 @@ async def attach(context: ApplyContext, candidate_id: str, item: dict[str, Any],
             )
         )
         added.append(reference["id"])
+        context.emit("attachment.added", candidateId=candidate_id, attachmentId=reference["id"])
     return added
 
 
@@ -96,6 +97,7 @@ async def apply_remove(context: ApplyContext, item: dict[str, Any], _prepared: A
         raise ItemFailed("not_found", "The attachment does not exist (any more)")
     await context.session.delete(attachment)
     context.discarded.append(attachment.storage_key)
+    context.emit("attachment.removed", candidateId=attachment.candidate_id, attachmentId=attachment.id)
     candidate = await context.session.scalar(
         scoped(select(Candidate), Candidate, context.scope).where(Candidate.id == attachment.candidate_id)
     )
@@ -118,9 +120,9 @@ async def forget_files_of(context: ApplyContext, candidate_id: str) -> None:
 
 
 @on_mutation_applied
-async def settle_staged_files(context: ApplyContext, mutation: Mutation) -> None:
+async def settle_staged_files(context: ApplyContext, mutation: Mutation, payload: dict[str, Any]) -> None:
     """The mutation is done: its staged files now belong to an attachment, or are deleted."""
-    if not any(item.get("attachments") for item in (mutation.payload or {}).get("items", [])):
+    if not any(item.get("attachments") for item in payload.get("items", [])):
         return  # the common case costs no query; a payload erased meanwhile is left to the sweeper
     staged = scoped(select(StagedFile), StagedFile, context.scope).where(
         StagedFile.mutation_id == mutation.id

@@ -34,10 +34,19 @@ async def apply_create(context: ApplyContext, item: dict[str, Any], prepared: An
     interactions = properties.pop("interactions", None) or []
     context.session.add(new_candidate(context, item["id"], properties))
     await context.session.flush()
-    for interaction_id, interaction in zip(item["interactionIds"], interactions, strict=True):
-        context.session.add(new_interaction(context, item["id"], interaction_id, interaction))
+    context.emit("candidate.created", candidateId=item["id"])
+    add_interactions(context, item["id"], item["interactionIds"], interactions)
     await attach(context, item["id"], item, prepared)
     return ItemOutcome("candidate", item["id"], "created")
+
+
+def add_interactions(
+    context: ApplyContext, candidate_id: str, ids: list[str], interactions: list[dict[str, Any]]
+) -> None:
+    """Inline interactions of a create or upsert, with ids given at acceptance."""
+    for interaction_id, interaction in zip(ids, interactions, strict=True):
+        context.session.add(new_interaction(context, candidate_id, interaction_id, interaction))
+        context.emit("interaction.created", candidateId=candidate_id, interactionId=interaction_id)
 
 
 def new_candidate(context: ApplyContext, candidate_id: str, properties: dict[str, Any]) -> Candidate:
@@ -137,16 +146,19 @@ def touched(context: ApplyContext, candidate: Candidate) -> None:
 async def apply_update(context: ApplyContext, item: dict[str, Any], _prepared: Any) -> ItemOutcome:
     candidate = await _existing(context, item["id"])
     patch(context, candidate, item["patch"])
+    context.emit("candidate.updated", candidateId=candidate.id)
     return ItemOutcome("candidate", candidate.id, "updated")
 
 
 async def apply_archive(context: ApplyContext, item: dict[str, Any], _prepared: Any) -> ItemOutcome:
     candidate = await _existing(context, item["id"])
     archive = item["archive"]
+    action = "archived" if archive else "unarchived"
     if candidate.archived != archive:
         candidate.archived, candidate.archived_at = archive, context.now if archive else None
         touched(context, candidate)
-    return ItemOutcome("candidate", candidate.id, "archived" if archive else "unarchived")
+        context.emit(f"candidate.{action}", candidateId=candidate.id)
+    return ItemOutcome("candidate", candidate.id, action)
 
 
 async def apply_delete(context: ApplyContext, item: dict[str, Any], _prepared: Any) -> ItemOutcome:
@@ -163,6 +175,7 @@ async def apply_delete(context: ApplyContext, item: dict[str, Any], _prepared: A
         await step(context, candidate)
     await context.session.delete(candidate)
     context.next_change()
+    context.emit("candidate.deleted", candidateId=item["id"])
     return ItemOutcome("candidate", item["id"], "deleted")
 
 
@@ -179,8 +192,8 @@ async def apply_upsert(context: ApplyContext, item: dict[str, Any], prepared: An
         patch(context, candidate, properties)
         action = "updated"
     await context.session.flush()
-    for interaction_id, interaction in zip(item["interactionIds"], interactions, strict=True):
-        context.session.add(new_interaction(context, candidate.id, interaction_id, interaction))
+    context.emit(f"candidate.{action}", candidateId=candidate.id)
+    add_interactions(context, candidate.id, item["interactionIds"], interactions)
     await attach(context, candidate.id, item, prepared)
     return ItemOutcome("candidate", candidate.id, action)
 

@@ -34,7 +34,8 @@ async def apply_mutation(
 ) -> None:
     """Applies the items; stored files to delete after the commit are added to `discarded`."""
     operation = operation_named(mutation.operation)
-    items: list[dict[str, Any]] = (mutation.payload or {}).get("items", [])
+    payload = mutation.payload or {}
+    items: list[dict[str, Any]] = payload.get("items", [])
     context = ApplyContext(session, Scope(mutation.region_id, mutation.sandbox), mutation.id, now, lane)
     results = []
     for index, item in enumerate(items):
@@ -45,23 +46,24 @@ async def apply_mutation(
                 context, operation.apply_item, item, prepared.get((mutation.id, index))
             )
         results.append(_result(index, outcome))
-    for step in mutation_applied_steps():
-        await step(context, mutation)
-    discarded.extend(context.discarded)
     finish(mutation, results, utc_now())
+    for step in mutation_applied_steps():  # they see the outcome, and the items' events
+        await step(context, mutation, payload)
+    discarded.extend(context.discarded)
 
 
 async def _apply_item(
     context: ApplyContext, apply_item: Any, item: dict[str, Any], prepared: Any
 ) -> ItemOutcome | ItemFailed:
     """One item under its own savepoint: a failure undoes only that item's changes (and keeps the
-    files it meant to delete)."""
+    files it meant to delete, and tells no event)."""
     if isinstance(prepared, ItemFailed):
         return prepared
-    files_before = len(context.discarded)
+    files_before, events_before = len(context.discarded), len(context.events)
     outcome = await _attempt(context, apply_item, item, prepared)
-    if isinstance(outcome, ItemFailed):
+    if isinstance(outcome, ItemFailed):  # undone: its files stay, and nothing happened to tell
         del context.discarded[files_before:]
+        del context.events[events_before:]
     return outcome
 
 

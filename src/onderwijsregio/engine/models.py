@@ -69,6 +69,7 @@ class MutationLane(RegionScoped, Base):
 
     last_done_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     change_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    event_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # the feed's (§3.7)
     lease_token: Mapped[str | None] = mapped_column(String(40))
     locked_by: Mapped[str | None] = mapped_column(String(100))
     locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)

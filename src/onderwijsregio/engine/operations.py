@@ -42,7 +42,8 @@ class ApplyContext:
     """What an apply step works with: the batch's transaction, the scope, and the change sequence.
 
     Stored files an item removes are listed in `discarded`; the worker deletes them once the batch
-    has committed (before, a rollback would leave rows without their files).
+    has committed (before, a rollback would leave rows without their files). What an item changed is
+    told in `events` (type and the ids concerned), which the webhooks domain records after the items.
     """
 
     session: AsyncSession
@@ -51,6 +52,16 @@ class ApplyContext:
     now: datetime
     lane: MutationLane = field(repr=False)
     discarded: list[str] = field(default_factory=list)
+    events: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+
+    def emit(self, event_type: str, **ids: str) -> None:
+        """An event of this change: `candidate.created`, with `candidateId=…`, and so on (§3.7)."""
+        self.events.append((event_type, ids))
+
+    def next_event(self) -> int:
+        """The next number of this (region, sandbox)'s event feed: in commit order, like changes."""
+        self.lane.event_seq += 1
+        return self.lane.event_seq
 
     def next_change(self) -> int:
         """The next number of this (region, sandbox)'s change sequence (contract §1.3)."""
@@ -122,9 +133,9 @@ def cleanup_jobs() -> list[CleanupJob]:
     return list(_CLEANUP_JOBS)
 
 
-# Steps run after every item of a mutation was applied, in the same transaction (the attachments
-# domain settles the files staged for it there).
-AppliedStep = Callable[[ApplyContext, Mutation], Awaitable[None]]
+# Steps run once a mutation's items are applied and its outcome is set, in the same transaction, with
+# the payload it had (the attachments domain settles staged files; the webhooks domain records events).
+AppliedStep = Callable[[ApplyContext, Mutation, dict[str, Any]], Awaitable[None]]
 _APPLIED_STEPS: list[AppliedStep] = []
 
 

@@ -38,6 +38,7 @@ async def apply_create(context: ApplyContext, item: dict[str, Any], _prepared: A
     candidate = await _candidate(context, item["candidateId"])
     context.session.add(new_interaction(context, candidate.id, item["id"], item["interaction"]))
     touched(context, candidate)
+    context.emit("interaction.created", candidateId=candidate.id, interactionId=item["id"])
     return ItemOutcome("interaction", item["id"], "created")
 
 
@@ -53,6 +54,7 @@ async def apply_update(context: ApplyContext, item: dict[str, Any], _prepared: A
     interaction.performed_at = datetime.fromisoformat(properties["performedAt"])
     interaction.updated_at = context.now
     context.next_change()
+    context.emit("interaction.updated", candidateId=interaction.candidate_id, interactionId=interaction.id)
     return ItemOutcome("interaction", interaction.id, "updated")
 
 
@@ -60,6 +62,7 @@ async def apply_delete(context: ApplyContext, item: dict[str, Any], _prepared: A
     interaction = await _interaction(context, item["id"])
     await context.session.delete(interaction)
     context.next_change()
+    context.emit("interaction.deleted", candidateId=interaction.candidate_id, interactionId=interaction.id)
     return ItemOutcome("interaction", item["id"], "deleted")
 
 

@@ -48,6 +48,7 @@ async def _own_candidate(context: ApplyContext, item: dict[str, Any]) -> Candida
 async def apply_self_update(context: ApplyContext, item: dict[str, Any], _prepared: Any) -> ItemOutcome:
     candidate = await _own_candidate(context, item)
     patch(context, candidate, item["patch"])
+    context.emit("candidate.updated", candidateId=candidate.id)
     return ItemOutcome("candidate", candidate.id, "updated")
 
 

@@ -35,7 +35,7 @@ from onderwijsregio.sessions.schemas import (
     VerificationInput,
 )
 
-router = APIRouter(prefix=API_PREFIX, tags=["Candidate sessions"])
+router = APIRouter(prefix=API_PREFIX, tags=["Auth"])
 Writer = Annotated[RegionContext, Depends(RegionWrite)]
 Candidate = Annotated[SessionCaller, Depends(CandidateSessionAccess)]
 Context = Annotated[AppContext, Depends(app_context)]

@@ -1,0 +1,57 @@
+"""Recording events (contract §3.7): in the transaction of the change they tell of, numbered on the
+lane's event sequence, so a client resuming the feed from its last cursor never misses one."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from onderwijsregio.clock import utc_now
+from onderwijsregio.engine.models import Mutation
+from onderwijsregio.engine.operations import ApplyContext, on_cleanup, on_mutation_applied, on_sandbox_reset
+from onderwijsregio.ids import new_id
+from onderwijsregio.scope import scoped
+from onderwijsregio.storage.files import FileStore
+from onderwijsregio.webhooks.models import Event
+
+RETENTION = timedelta(days=30)
+# Operations whose mutations are told as mutation.succeeded / mutation.failed: every one but the
+# sandbox reset, which removes the feed it would be told in.
+UNTOLD = frozenset({"sandbox.reset"})
+
+
+@on_mutation_applied
+async def record_events(context: ApplyContext, mutation: Mutation, _payload: dict[str, Any]) -> None:
+    told = list(context.events)
+    if mutation.operation not in UNTOLD:
+        told.append((f"mutation.{mutation.status}", {"mutationId": mutation.id}))
+    for event_type, ids in told:
+        context.session.add(
+            Event(
+                region_id=context.scope.region_id,
+                sandbox=context.scope.sandbox,
+                seq=context.next_event(),
+                id=new_id("evt"),
+                type=event_type,
+                data={**ids, "mutationId": mutation.id, "resourceIds": mutation.resource_ids or []},
+                created_at=context.now,
+            )
+        )
+
+
+@on_sandbox_reset
+async def forget_sandbox_events(context: ApplyContext) -> None:
+    """The sandbox's events go; its endpoints (configuration) stay."""
+    await context.session.execute(scoped(delete(Event), Event, context.scope))
+
+
+@on_cleanup
+async def forget_old_events(sessions: async_sessionmaker[AsyncSession], _files: FileStore) -> int:
+    async with sessions() as session, session.begin():
+        gone = await session.execute(
+            delete(Event).where(Event.created_at < utc_now() - RETENTION).execution_options(cross_region=True)
+        )
+    return int(gone.rowcount or 0)  # type: ignore[attr-defined]
