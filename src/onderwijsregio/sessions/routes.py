@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from onderwijsregio.auth.dependencies import CandidateSessionAccess, RegionWrite, SessionCaller
@@ -37,7 +38,7 @@ from onderwijsregio.sessions.schemas import (
 
 router = APIRouter(prefix=API_PREFIX, tags=["Auth"])
 Writer = Annotated[RegionContext, Depends(RegionWrite)]
-Candidate = Annotated[SessionCaller, Depends(CandidateSessionAccess)]
+CandidateCaller = Annotated[SessionCaller, Depends(CandidateSessionAccess)]
 Context = Annotated[AppContext, Depends(app_context)]
 SESSION_PATH = "/auth/candidates/session"
 
@@ -93,7 +94,7 @@ async def open_session(request: Request, body: SessionInput, caller: Writer, con
     response_model=Envelope[SessionAnswer],
     responses=error_responses(401, 429),
 )
-async def read_session(request: Request, candidate: Candidate, session: DbSession) -> Response:
+async def read_session(request: Request, candidate: CandidateCaller, session: DbSession) -> Response:
     scope = candidate.caller.scope
     records = await candidates.find(session, scope, candidate.email_key, None, "all")
     answer = {
@@ -111,7 +112,9 @@ async def read_session(request: Request, candidate: Candidate, session: DbSessio
     response_model=Envelope[None],
     responses=error_responses(401, 429),
 )
-async def log_out(request: Request, candidate: Candidate, session: DbSession, context: Context) -> Response:
+async def log_out(
+    request: Request, candidate: CandidateCaller, session: DbSession, context: Context
+) -> Response:
     await service.end_session(session, candidate.caller.scope, candidate.session_id, context.clock())
     return respond(request, None, "Logged out")
 
@@ -135,7 +138,7 @@ SessionOptions = Annotated[WriteOptions, Depends(session_write_options)]
 async def update_own_candidate(
     request: Request,
     candidateId: str,
-    candidate: Candidate,
+    candidate: CandidateCaller,
     session: DbSession,
     options: SessionOptions,
     body: Annotated[Any, Body(description="Only the region's selfServiceFields")],
@@ -165,7 +168,11 @@ async def update_own_candidate(
     responses=error_responses(400, 401, 404, 429),
 )
 async def erase_own_candidate(
-    request: Request, candidateId: str, candidate: Candidate, session: DbSession, options: SessionOptions
+    request: Request,
+    candidateId: str,
+    candidate: CandidateCaller,
+    session: DbSession,
+    options: SessionOptions,
 ) -> Response:
     item = {"id": candidateId, "emailKey": candidate.email_key}
     return await _accept(
@@ -174,7 +181,11 @@ async def erase_own_candidate(
 
 
 async def _accept(
-    request: Request, candidate: SessionCaller, session: Any, options: WriteOptions, submission: Submission
+    request: Request,
+    candidate: SessionCaller,
+    session: AsyncSession,
+    options: WriteOptions,
+    submission: Submission,
 ) -> Response:
     """Accepted for one's own candidate only (else 404 at once); the 202 points at the session's view."""
     scope = candidate.caller.scope
@@ -208,7 +219,7 @@ def _status_url(scope: Scope, mutation_id: str) -> str:
     responses=error_responses(401, 404, 429),
 )
 async def read_own_mutation(
-    request: Request, mutationId: str, candidate: Candidate, session: DbSession
+    request: Request, mutationId: str, candidate: CandidateCaller, session: DbSession
 ) -> Response:
     scope = candidate.caller.scope
     if not await service.created_by(session, scope, mutationId, candidate.session_id):
