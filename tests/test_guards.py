@@ -36,6 +36,7 @@ PLATFORM_TABLES = {"regions", "api_keys", "admin_overrides", "signing_secrets", 
 WORK_INDEXES = {
     "ix_callback_deliveries_due",
     "ix_verification_requests_due",
+    "ix_webhook_messages_due",
     "ix_candidate_sessions_token_hash",
 }
 

@@ -29,6 +29,7 @@ from onderwijsregio.config import Settings, get_settings
 from onderwijsregio.context import AppContext
 from onderwijsregio.cursors import CursorCodec
 from onderwijsregio.db import make_engine, make_sessionmaker
+from onderwijsregio.engine.callbacks import retry_jitter
 from onderwijsregio.engine.runtime import Engine
 from onderwijsregio.engine.signing import SecretBox
 from onderwijsregio.engine.worker import EngineTuning
@@ -60,6 +61,7 @@ from onderwijsregio.sessions.mail import MailSender, SmtpServer
 from onderwijsregio.storage.files import file_store
 from onderwijsregio.validation import refuse_nul_characters
 from onderwijsregio.webhooks import routes as webhook_routes
+from onderwijsregio.webhooks.delivery import WebhookDispatcher
 
 TAGS = [
     {"name": "Auth", "description": "Candidate verification codes and sessions (§3.5)."},
@@ -154,7 +156,7 @@ def _lifespan(settings: Settings, run_workers: bool, clock: Callable[[], datetim
 
 
 def outboxes(context: AppContext) -> list[Callable[[], Coroutine[Any, Any, None]]]:
-    """The senders that run wherever the engine runs: the verification mail."""
+    """The senders that run wherever the engine runs: the verification mail and webhook events."""
     settings, engine = context.settings, context.engine
     mail = MailSender(
         context.write_sessions,
@@ -164,7 +166,15 @@ def outboxes(context: AppContext) -> list[Callable[[], Coroutine[Any, Any, None]
         engine.mail_waker,
         context.clock,
     )
-    return [mail.run_forever]
+    webhooks = WebhookDispatcher(
+        context.write_sessions,
+        engine.callbacks_waker,
+        engine.box,
+        context.url_policy,
+        context.clock,
+        retry_jitter,
+    )
+    return [mail.run_forever, webhooks.run_forever]
 
 
 def make_context(settings: Settings, clock: Callable[[], datetime] = utc_now) -> AppContext:

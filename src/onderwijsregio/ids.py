@@ -13,7 +13,7 @@ import time
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _BODY_LENGTH = 26
 
-PREFIXES = ("reg", "key", "cand", "int", "att", "mut", "wh", "evt", "dlv", "aud", "ses", "vc", "vr")
+PREFIXES = ("reg", "key", "cand", "int", "att", "mut", "wh", "evt", "dlv", "aud", "ses", "vc", "vr", "whm")
 
 
 def new_id(prefix: str) -> str:

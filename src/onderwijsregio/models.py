@@ -22,7 +22,7 @@ from onderwijsregio.sessions.models import (
     VerificationCode,
     VerificationRequest,
 )
-from onderwijsregio.webhooks.models import Event, WebhookEndpoint
+from onderwijsregio.webhooks.models import Event, WebhookAttempt, WebhookEndpoint, WebhookMessage
 
 metadata = Base.metadata
 __all__ = [
@@ -44,6 +44,8 @@ __all__ = [
     "StagedFile",
     "VerificationCode",
     "VerificationRequest",
+    "WebhookAttempt",
     "WebhookEndpoint",
+    "WebhookMessage",
     "metadata",
 ]

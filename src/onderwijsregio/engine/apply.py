@@ -31,8 +31,9 @@ async def apply_mutation(
     prepared: dict[tuple[str, int], Any],
     now: datetime,
     discarded: list[str],
-) -> None:
-    """Applies the items; stored files to delete after the commit are added to `discarded`."""
+) -> bool:
+    """Applies the items; stored files to delete after the commit are added to `discarded`. True when
+    outbound deliveries were queued."""
     operation = operation_named(mutation.operation)
     payload = mutation.payload or {}
     items: list[dict[str, Any]] = payload.get("items", [])
@@ -50,6 +51,7 @@ async def apply_mutation(
     for step in mutation_applied_steps():  # they see the outcome, and the items' events
         await step(context, mutation, payload)
     discarded.extend(context.discarded)
+    return context.deliveries_queued
 
 
 async def _apply_item(

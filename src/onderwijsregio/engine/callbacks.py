@@ -69,7 +69,7 @@ def next_attempt(
     return now + timedelta(seconds=delay)
 
 
-def _jitter() -> float:
+def retry_jitter() -> float:
     return random.uniform(0.8, 1.2)  # noqa: S311 - spreading retries, not a secret
 
 
@@ -84,7 +84,7 @@ class CallbackDispatcher:
     concurrency: int = 32
     poll_seconds: float = 1.0
     clock: Callable[[], datetime] = utc_now
-    jitter: Callable[[], float] = _jitter
+    jitter: Callable[[], float] = retry_jitter
     _running: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def run_forever(self) -> None:
@@ -190,7 +190,9 @@ class CallbackDispatcher:
         except Exception as error:  # connection refused, TLS, protocol errors
             return Outcome(None, type(error).__name__)
         retry_after = (
-            _seconds(answer.headers.get("retry-after")) if answer.status_code in (429, 503) else None
+            retry_after_seconds(answer.headers.get("retry-after"))
+            if answer.status_code in (429, 503)
+            else None
         )
         problem = None if 200 <= answer.status_code < 300 else f"HTTP {answer.status_code}"
         return Outcome(answer.status_code, problem, retry_after, answer.excerpt)
@@ -219,7 +221,7 @@ class CallbackDispatcher:
                 delivery.status = "failed"
 
 
-def _seconds(value: str | None) -> float | None:
+def retry_after_seconds(value: str | None) -> float | None:
     """Retry-After as seconds or as an HTTP date."""
     if value is None:
         return None

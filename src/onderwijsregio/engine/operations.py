@@ -53,6 +53,7 @@ class ApplyContext:
     lane: MutationLane = field(repr=False)
     discarded: list[str] = field(default_factory=list)
     events: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    deliveries_queued: bool = False  # outbound deliveries to wake once the batch commits
 
     def emit(self, event_type: str, **ids: str) -> None:
         """An event of this change: `candidate.created`, with `candidateId=…`, and so on (§3.7)."""

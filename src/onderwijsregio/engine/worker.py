@@ -250,7 +250,8 @@ class Worker:
                 if mutation.attempts > self.tuning.max_attempts:  # it keeps killing its workers
                     fail_all_items(mutation, "too_many_attempts", "Applying it failed too many times", now)
                 else:
-                    await apply_mutation(session, lane, mutation, prepared.values, now, discarded)
+                    queued = await apply_mutation(session, lane, mutation, prepared.values, now, discarded)
+                    callbacks = queued or callbacks
                 callbacks = await queue_callback(session, mutation, now) or callbacks
             lane.last_done_seq = claim.through_seq
             _release(lane)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from onderwijsregio.clock import utc_now
@@ -15,7 +15,8 @@ from onderwijsregio.engine.operations import ApplyContext, on_cleanup, on_mutati
 from onderwijsregio.ids import new_id
 from onderwijsregio.scope import scoped
 from onderwijsregio.storage.files import FileStore
-from onderwijsregio.webhooks.models import Event
+from onderwijsregio.webhooks.models import Event, WebhookAttempt, WebhookEndpoint, WebhookMessage
+from onderwijsregio.webhooks.service import event_view, new_message
 
 RETENTION = timedelta(days=30)
 # Operations whose mutations are told as mutation.succeeded / mutation.failed: every one but the
@@ -25,27 +26,40 @@ UNTOLD = frozenset({"sandbox.reset"})
 
 @on_mutation_applied
 async def record_events(context: ApplyContext, mutation: Mutation, _payload: dict[str, Any]) -> None:
+    """The mutation's events, and a message for every enabled endpoint subscribed to each."""
     told = list(context.events)
     if mutation.operation not in UNTOLD:
         told.append((f"mutation.{mutation.status}", {"mutationId": mutation.id}))
-    for event_type, ids in told:
-        context.session.add(
-            Event(
-                region_id=context.scope.region_id,
-                sandbox=context.scope.sandbox,
-                seq=context.next_event(),
-                id=new_id("evt"),
-                type=event_type,
-                data={**ids, "mutationId": mutation.id, "resourceIds": mutation.resource_ids or []},
-                created_at=context.now,
+    endpoints = (
+        await context.session.scalars(
+            scoped(select(WebhookEndpoint), WebhookEndpoint, context.scope).where(
+                WebhookEndpoint.enabled.is_(True)
             )
         )
+    ).all()
+    for event_type, ids in told:
+        event = Event(
+            region_id=context.scope.region_id,
+            sandbox=context.scope.sandbox,
+            seq=context.next_event(),
+            id=new_id("evt"),
+            type=event_type,
+            data={**ids, "mutationId": mutation.id, "resourceIds": mutation.resource_ids or []},
+            created_at=context.now,
+        )
+        context.session.add(event)
+        for endpoint in endpoints:
+            if event_type in endpoint.events:
+                context.session.add(new_message(endpoint, event_view(event), context.now))
+    if endpoints and told:
+        context.deliveries_queued = True
 
 
 @on_sandbox_reset
 async def forget_sandbox_events(context: ApplyContext) -> None:
-    """The sandbox's events go; its endpoints (configuration) stay."""
-    await context.session.execute(scoped(delete(Event), Event, context.scope))
+    """The sandbox's events and deliveries go; its endpoints (configuration) stay."""
+    for model in (Event, WebhookMessage, WebhookAttempt):
+        await context.session.execute(scoped(delete(model), model, context.scope))
 
 
 @on_cleanup

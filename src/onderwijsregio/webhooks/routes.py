@@ -15,6 +15,7 @@ from onderwijsregio.clock import to_rfc3339
 from onderwijsregio.context import AppContext, app_context
 from onderwijsregio.dependencies import DbSession, WriteDbSession
 from onderwijsregio.engine import signing
+from onderwijsregio.engine.wakeup import CALLBACKS_CHANNEL, wake_after_commit
 from onderwijsregio.envelope import Envelope, respond, respond_page
 from onderwijsregio.middleware import API_PREFIX
 from onderwijsregio.openapi_docs import error_responses
@@ -22,7 +23,14 @@ from onderwijsregio.outbound.urls import check_url
 from onderwijsregio.pagination import PageRequest, page_request
 from onderwijsregio.webhooks import apply as _records_events  # noqa: F401 (registers the event step)
 from onderwijsregio.webhooks import service
-from onderwijsregio.webhooks.schemas import EventOut, Webhook, WebhookInput, WebhookUpdate, WebhookWithSecret
+from onderwijsregio.webhooks.schemas import (
+    DeliveryAttempt,
+    EventOut,
+    Webhook,
+    WebhookInput,
+    WebhookUpdate,
+    WebhookWithSecret,
+)
 
 router = APIRouter(prefix=API_PREFIX, tags=["Webhooks"])
 Managing = Annotated[RegionContext, Depends(RegionManage)]
@@ -140,7 +148,9 @@ async def update_webhook(
     responses=error_responses(400, 401, 403, 404, 429),
 )
 async def delete_webhook(request: Request, webhookId: str, caller: Managing, session: DbSession) -> Response:
-    await session.delete(await service.find_endpoint(session, caller.scope, webhookId))
+    await service.remove_endpoint(
+        session, caller.scope, await service.find_endpoint(session, caller.scope, webhookId)
+    )
     return respond(request, None, "Webhook endpoint removed")
 
 
@@ -160,7 +170,7 @@ async def rotate_webhook_secret(
 
 @router.get(
     "/events",
-    summary="The region's event feed (30 days), in commit order; keep meta.cursor to resume",
+    summary="The region's event feed (30 days), in commit order; resume with the last page's cursor",
     response_model=Envelope[list[EventOut]],
     responses=error_responses(400, 401, 403, 429),
 )
@@ -169,3 +179,51 @@ async def list_events(
 ) -> Response:
     items, cursor = await service.feed(session, caller.scope, page, context.cursors)
     return respond_page(request, items, "Events retrieved", cursor=cursor, page_size=page.page_size)
+
+
+@router.post(
+    "/webhooks/{webhookId}/test",
+    status_code=202,
+    summary="Send the endpoint a webhook.test event",
+    response_model=Envelope[dict[str, str]],
+    responses=error_responses(400, 401, 403, 404, 429),
+)
+async def test_webhook(
+    request: Request, webhookId: str, caller: Managing, session: DbSession, context: Context
+) -> Response:
+    endpoint = await service.find_endpoint(session, caller.scope, webhookId)
+    message = service.test_message(endpoint, context.clock())
+    session.add(message)
+    await wake_after_commit(session, context.engine.callbacks_waker, CALLBACKS_CHANNEL)
+    return respond(request, {"eventId": message.event_id}, "Test event queued", 202)
+
+
+@router.get(
+    "/webhooks/{webhookId}/deliveries",
+    summary="The endpoint's delivery attempts, newest first",
+    response_model=Envelope[list[DeliveryAttempt]],
+    responses=error_responses(400, 401, 403, 404, 429),
+)
+async def list_deliveries(
+    request: Request, webhookId: str, caller: Reader, session: DbSession, context: Context, page: Page
+) -> Response:
+    endpoint = await service.find_endpoint(session, caller.scope, webhookId)
+    items, cursor = await service.attempts_of(session, caller.scope, endpoint.id, page, context.cursors)
+    return respond_page(request, items, "Deliveries retrieved", cursor=cursor, page_size=page.page_size)
+
+
+@router.post(
+    "/webhooks/{webhookId}/deliveries/{deliveryId}/redeliver",
+    status_code=202,
+    summary="Send that attempt's event to the endpoint again (same webhook-id)",
+    response_model=Envelope[dict[str, str]],
+    responses=error_responses(400, 401, 403, 404, 429),
+)
+async def redeliver(
+    request: Request, webhookId: str, deliveryId: str, caller: Managing, session: DbSession, context: Context
+) -> Response:
+    endpoint = await service.find_endpoint(session, caller.scope, webhookId)
+    message = await service.redelivery(session, caller.scope, endpoint, deliveryId, context.clock())
+    session.add(message)
+    await wake_after_commit(session, context.engine.callbacks_waker, CALLBACKS_CHANNEL)
+    return respond(request, {"eventId": message.event_id}, "Redelivery queued", 202)

@@ -72,6 +72,16 @@ class WebhookWithSecret(Webhook):
     secret: str = Field(description="whsec_…: shown at creation and rotation only")
 
 
+class DeliveryAttempt(BaseModel):
+    id: str
+    eventId: str
+    type: str
+    statusCode: int | None
+    durationMs: int
+    attemptedAt: str
+    error: str | None
+
+
 class EventOut(BaseModel):
     id: str
     type: str

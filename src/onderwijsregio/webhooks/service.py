@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from onderwijsregio.clock import to_rfc3339
@@ -15,7 +15,7 @@ from onderwijsregio.errors import NotFound
 from onderwijsregio.ids import has_shape, new_id
 from onderwijsregio.pagination import PageRequest, page_by_id
 from onderwijsregio.scope import Scope, scoped
-from onderwijsregio.webhooks.models import Event, WebhookEndpoint
+from onderwijsregio.webhooks.models import Event, WebhookAttempt, WebhookEndpoint, WebhookMessage
 
 
 def event_view(event: Event) -> dict[str, Any]:
@@ -30,21 +30,116 @@ def event_view(event: Event) -> dict[str, Any]:
 
 async def feed(
     session: AsyncSession, scope: Scope, page: PageRequest, cursors: CursorCodec
-) -> tuple[list[dict[str, Any]], str]:
-    """Events in commit order after the cursor. The cursor comes back on every page, the last one
-    too: a client keeps it and asks again later, missing nothing in between."""
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Events in commit order after the cursor; `null` after the last page (§1.3). A client that
+    asks again later with the cursor of its last page gets that page again and what came after it:
+    nothing is missed."""
     listing = f"events:{scope.region_id}:{scope.sandbox}"
     after = int(cursors.decode(listing, page.cursor)[0]) if page.cursor else 0
+    newer = scoped(select(Event), Event, scope).where(Event.seq > after)
+    rows = (await session.scalars(newer.order_by(Event.seq).limit(page.page_size + 1))).all()
+    more, rows = len(rows) > page.page_size, rows[: page.page_size]
+    cursor = cursors.encode(listing, [rows[-1].seq]) if more else None
+    return [event_view(e) for e in rows], cursor
+
+
+def new_message(endpoint: WebhookEndpoint, event: dict[str, Any], now: datetime) -> WebhookMessage:
+    """The event on its way to the endpoint (the event's id is the stable `webhook-id`)."""
+    return WebhookMessage(
+        region_id=endpoint.region_id,
+        sandbox=endpoint.sandbox,
+        id=new_id("whm"),
+        endpoint_id=endpoint.id,
+        event_id=event["id"],
+        event_type=event["type"],
+        body=event,
+        status="pending",
+        attempts=0,
+        next_attempt_at=now,
+        locked_until=None,
+        created_at=now,
+    )
+
+
+def test_message(endpoint: WebhookEndpoint, now: datetime) -> WebhookMessage:
+    """A webhook.test event for one endpoint (not part of the feed), whatever it subscribed to."""
+    event: dict[str, Any] = {
+        "id": new_id("evt"),
+        "type": "webhook.test",
+        "createdAt": to_rfc3339(now),
+        "sandbox": endpoint.sandbox,
+        "data": {},
+    }
+    return new_message(endpoint, event, now)
+
+
+async def redelivery(
+    session: AsyncSession, scope: Scope, endpoint: WebhookEndpoint, attempt_id: str, now: datetime
+) -> WebhookMessage:
+    """The event of one of the endpoint's attempts, on its way again with the same webhook-id."""
+    attempt = None
+    if has_shape(attempt_id, "dlv"):
+        attempt = await session.scalar(
+            scoped(select(WebhookAttempt), WebhookAttempt, scope).where(
+                WebhookAttempt.id == attempt_id, WebhookAttempt.endpoint_id == endpoint.id
+            )
+        )
+    sent = None
+    if attempt is not None:
+        sent = await session.scalar(
+            scoped(select(WebhookMessage), WebhookMessage, scope).where(
+                WebhookMessage.id == attempt.message_id
+            )
+        )
+    if sent is None:
+        raise NotFound("Delivery not found")
+    return new_message(endpoint, sent.body, now)
+
+
+async def attempts_of(
+    session: AsyncSession, scope: Scope, endpoint_id: str, page: PageRequest, cursors: CursorCodec
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Newest first, keyset-paged on (attempted_at, id)."""
+    listing = f"deliveries:{scope.region_id}:{scope.sandbox}:{endpoint_id}"
+    statement = scoped(select(WebhookAttempt), WebhookAttempt, scope).where(
+        WebhookAttempt.endpoint_id == endpoint_id
+    )
+    if page.cursor:
+        moment, last_id = cursors.decode(listing, page.cursor)
+        before = datetime.fromisoformat(moment)
+        statement = statement.where(
+            (WebhookAttempt.attempted_at < before)
+            | ((WebhookAttempt.attempted_at == before) & (WebhookAttempt.id < last_id))
+        )
     rows = (
         await session.scalars(
-            scoped(select(Event), Event, scope)
-            .where(Event.seq > after)
-            .order_by(Event.seq)
-            .limit(page.page_size)
+            statement.order_by(WebhookAttempt.attempted_at.desc(), WebhookAttempt.id.desc()).limit(
+                page.page_size + 1
+            )
         )
     ).all()
-    last = rows[-1].seq if rows else after
-    return [event_view(e) for e in rows], cursors.encode(listing, [last])
+    more, rows = len(rows) > page.page_size, rows[: page.page_size]
+    cursor = cursors.encode(listing, [rows[-1].attempted_at.isoformat(), rows[-1].id]) if more else None
+    return [attempt_view(a) for a in rows], cursor
+
+
+def attempt_view(attempt: WebhookAttempt) -> dict[str, Any]:
+    return {
+        "id": attempt.id,
+        "eventId": attempt.event_id,
+        "type": attempt.event_type,
+        "statusCode": attempt.status_code,
+        "durationMs": attempt.duration_ms,
+        "attemptedAt": to_rfc3339(attempt.attempted_at),
+        "error": attempt.error,
+    }
+
+
+async def remove_endpoint(session: AsyncSession, scope: Scope, endpoint: WebhookEndpoint) -> None:
+    """The endpoint, its pending messages and its delivery log."""
+    for model in (WebhookMessage, WebhookAttempt):
+        await session.execute(scoped(delete(model), model, scope).where(model.endpoint_id == endpoint.id))
+    await session.delete(endpoint)
 
 
 def endpoint_view(endpoint: WebhookEndpoint) -> dict[str, Any]:
