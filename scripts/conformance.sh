@@ -12,7 +12,7 @@ fi
 root="$(cd "$(dirname "$0")/.." && pwd)"
 files=(test_regions.py test_auth_and_keys.py test_envelope_and_errors.py test_sandbox.py test_schema.py
   test_candidates.py test_interactions.py test_attachments.py test_mutations_and_idempotency.py test_limits.py
-  test_callbacks.py test_candidate_sessions.py test_tenancy.py)
+  test_callbacks.py test_candidate_sessions.py test_tenancy.py test_webhooks.py test_helpers_selfcheck.py)
 deselect=()
 while read -r line; do
   [[ -z "$line" || "$line" == \#* ]] || deselect+=(--deselect "$line")

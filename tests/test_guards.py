@@ -31,8 +31,8 @@ PUBLIC_ROUTES = {("GET", "/health"), ("GET", "/health/ready"), ("GET", "/openapi
 PLATFORM_PREFIXES = ("/api/v2/regions", "/api/v2/api-keys")
 # Tables of platform configuration rather than region data.
 PLATFORM_TABLES = {"regions", "api_keys", "admin_overrides", "signing_secrets", "alembic_version"}
-# Indexes of work queues that are claimed across regions on purpose (docs/decisions.md).
-# Work queues found by due time across regions, and a session found by its token (which tells the region).
+# Indexes used across regions on purpose (docs/decisions.md): work queues claimed by due time, and a
+# session found by its token (which is what tells the region).
 WORK_INDEXES = {
     "ix_callback_deliveries_due",
     "ix_verification_requests_due",
