@@ -3,10 +3,18 @@ endpoints with their own secrets."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from onderwijsregio.scope import Scope, scoped
+from onderwijsregio.storage.files import LocalFileStore
+from onderwijsregio.webhooks.apply import forget_old_events
+from onderwijsregio.webhooks.models import Event
 from tests import attachment_files as files
 from tests.conftest import Tenant
 from tests.engine_helpers import final
@@ -150,3 +158,24 @@ async def test_webhook_endpoints(client: httpx.AsyncClient, tenant: Tenant, make
     assert_error(
         await client.get(f"{API}/webhooks/{endpoint['id']}", headers=tenant.headers()), 404, "not_found"
     )
+
+
+async def test_events_are_kept_30_days(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    write_sessions: async_sessionmaker[AsyncSession],
+    tmp_path: Path,
+) -> None:
+    await create(client, tenant, person())
+    await create(client, tenant, person())
+    events, _ = await feed(client, tenant)
+    old = [e["id"] for e in events[:2]]  # the first candidate's events
+    async with write_sessions() as session, session.begin():
+        await session.execute(
+            scoped(update(Event), Event, Scope(tenant.id, False))
+            .where(Event.id.in_(old))
+            .values(created_at=datetime.now(UTC) - timedelta(days=30, minutes=1))
+        )
+    await forget_old_events(write_sessions, LocalFileStore(tmp_path))
+    kept, _ = await feed(client, tenant)
+    assert [e["id"] for e in kept] == [e["id"] for e in events[2:]]

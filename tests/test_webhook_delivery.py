@@ -26,7 +26,7 @@ from tests.receiver import Receiver, Reply
 from tests.test_callbacks import v2_signature, wait_for
 from tests.test_candidates import create, person
 
-API = "/api/v2"
+API, SANDBOX = "/api/v2", "/api/sandbox"
 SIGNED = ("webhook-id", "webhook-timestamp", "webhook-signature")
 
 
@@ -91,8 +91,10 @@ async def _async(value: Any) -> Any:
     return value
 
 
-async def _deliveries(client: httpx.AsyncClient, tenant: Tenant, endpoint_id: str) -> list[dict[str, Any]]:
-    answer = await client.get(f"{API}/webhooks/{endpoint_id}/deliveries", headers=tenant.headers())
+async def _deliveries(
+    client: httpx.AsyncClient, tenant: Tenant, endpoint_id: str, prefix: str = API
+) -> list[dict[str, Any]]:
+    answer = await client.get(f"{prefix}/webhooks/{endpoint_id}/deliveries", headers=tenant.headers())
     assert answer.status_code == 200, answer.text
     data: list[dict[str, Any]] = answer.json()["data"]
     return data
@@ -126,6 +128,26 @@ async def test_test_events_redelivery_and_rotation(
         headers=tenant.headers(),
     )
     assert missing.status_code == 404
+
+
+async def test_the_sandbox_reset_clears_deliveries_but_keeps_endpoints(
+    client: httpx.AsyncClient, tenant: Tenant, receiver: Receiver
+) -> None:
+    endpoint = await subscribe(client, tenant, receiver.url("/s"), ["candidate.created"], prefix=SANDBOX)
+    await create(client, tenant, person(), prefix=SANDBOX)
+    await wait_for(lambda: _async(posts(receiver, "/s")))
+    assert len(await _deliveries(client, tenant, endpoint["id"], SANDBOX)) == 1
+    reset = await client.post(f"{SANDBOX}/sandbox/reset", headers=tenant.headers())
+    await wait_for(lambda: _reset_done(client, tenant, reset.json()["data"]["mutationId"]))
+    assert await _deliveries(client, tenant, endpoint["id"], SANDBOX) == []
+    assert (
+        await client.get(f"{SANDBOX}/webhooks/{endpoint['id']}", headers=tenant.headers())
+    ).status_code == 200
+
+
+async def _reset_done(client: httpx.AsyncClient, tenant: Tenant, mutation_id: str) -> bool:
+    answer = await client.get(f"{SANDBOX}/mutations/{mutation_id}", headers=tenant.headers())
+    return bool(answer.json()["data"]["status"] == "succeeded")
 
 
 async def test_an_endpoint_answering_410_is_disabled(
