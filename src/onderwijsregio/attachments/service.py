@@ -278,6 +278,7 @@ async def ensure_writable(session: AsyncSession, scope: Scope, attachment_id: st
         staged = scoped(select(StagedFile.attachment_id), StagedFile, scope).where(
             StagedFile.attachment_id == attachment_id
         )
-        if await session.scalar(stored) or await session.scalar(staged):
+        # Stored looked for again: the file may have been attached between the first two looks.
+        if await session.scalar(stored) or await session.scalar(staged) or await session.scalar(stored):
             return
     raise NotFound("Attachment not found")

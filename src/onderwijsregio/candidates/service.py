@@ -222,11 +222,14 @@ async def find(
 
 
 async def ensure_writable(session: AsyncSession, scope: Scope, candidate_id: str) -> None:
-    """A write to a candidate that neither exists nor is pending creation here → 404 at once (§3.2)."""
+    """A write to a candidate that neither exists nor is pending creation here → 404 at once (§3.2).
+
+    Looked for again after the pending check: its creation may have been applied in between (the
+    candidate and its mutation's end commit together), and was then in neither look.
+    """
     if has_shape(candidate_id, "cand"):
-        if await session.scalar(
-            scoped(select(Candidate.id), Candidate, scope).where(Candidate.id == candidate_id)
-        ):
+        exists = scoped(select(Candidate.id), Candidate, scope).where(Candidate.id == candidate_id)
+        if await session.scalar(exists):
             return
         pending = await session.scalar(
             scoped(select(Mutation.id), Mutation, scope)
@@ -237,7 +240,7 @@ async def ensure_writable(session: AsyncSession, scope: Scope, candidate_id: str
             )
             .limit(1)
         )
-        if pending is not None:
+        if pending is not None or await session.scalar(exists):
             return
     raise NotFound("Candidate not found")
 

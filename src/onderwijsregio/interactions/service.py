@@ -56,10 +56,8 @@ async def list_of_candidate(
 async def ensure_writable(session: AsyncSession, scope: Scope, interaction_id: str) -> None:
     """An interaction that neither exists nor is pending creation here → 404 at once."""
     if has_shape(interaction_id, "int"):
-        exists = await session.scalar(
-            scoped(select(Interaction.id), Interaction, scope).where(Interaction.id == interaction_id)
-        )
-        if exists is not None:
+        exists = scoped(select(Interaction.id), Interaction, scope).where(Interaction.id == interaction_id)
+        if await session.scalar(exists) is not None:
             return
         pending = await session.scalar(
             scoped(select(Mutation.id), Mutation, scope)
@@ -69,6 +67,7 @@ async def ensure_writable(session: AsyncSession, scope: Scope, interaction_id: s
             )
             .limit(1)
         )
-        if pending is not None:
+        # Looked for again: its creation may have been applied between the two looks above.
+        if pending is not None or await session.scalar(exists) is not None:
             return
     raise NotFound("Interaction not found")
