@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from onderwijsregio.app import make_context
+from onderwijsregio.config import Settings
 from onderwijsregio.engine.models import Mutation
 from onderwijsregio.scope import Scope, scoped
 from tests.conftest import Tenant
@@ -299,3 +304,29 @@ async def test_many_writes_at_once_are_all_kept(
             ).all()
         )
     assert [seqs[m] for m in applied] == sorted(seqs[m] for m in applied), "applied out of acceptance order"
+
+
+async def test_a_task_that_will_not_stop_does_not_block_shutdown(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stopping waits a bounded time, then names the task that hangs and where (a diagnostic)."""
+
+    async def stubborn() -> None:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            await asyncio.sleep(3)  # finishes what it does first, long past the stop's patience
+
+    context = make_context(settings)
+    try:
+        context.engine.start(1, [stubborn])
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        with caplog.at_level(logging.ERROR, logger="onderwijsregio.engine.runtime"):
+            await context.engine.stop(within=0.5)
+        assert time.monotonic() - started < 10
+        [line] = [r.getMessage() for r in caplog.records if "did not stop" in r.getMessage()]
+        assert "stubborn" in line
+    finally:
+        await asyncio.sleep(3)  # the stubborn task ends by itself
+        await context.database.dispose()

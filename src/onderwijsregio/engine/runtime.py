@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 from collections.abc import Callable, Coroutine, Sequence
@@ -29,6 +30,12 @@ from onderwijsregio.engine.wakeup import (
 from onderwijsregio.engine.worker import EngineTuning, Worker
 from onderwijsregio.outbound.urls import UrlPolicy
 from onderwijsregio.storage.files import FileStore
+
+log = logging.getLogger(__name__)
+
+
+def _name_of(job: Coroutine[Any, Any, None]) -> str:
+    return getattr(job, "__qualname__", "engine task")
 
 
 @dataclass
@@ -82,10 +89,18 @@ class Engine:
                 MAIL_CHANNEL: self.mail_waker,
             }
             jobs.append(listen_forever(self.database_url, channels))
-        self._tasks = [asyncio.create_task(job) for job in jobs]
+        self._tasks = [asyncio.create_task(job, name=_name_of(job)) for job in jobs]
 
-    async def stop(self) -> None:
+    async def stop(self, within: float = 30.0) -> None:
+        """Cancels the background tasks and waits for them, at most `within` seconds: a task that
+        does not end is logged with where it hangs, and left behind rather than blocking shutdown."""
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=within)
+            for task in stuck:
+                frames = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in task.get_stack(limit=8))
+                log.error(
+                    "engine task %s did not stop within %s s; it waits in %s", task.get_name(), within, frames
+                )
         self._tasks = []
