@@ -286,9 +286,14 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 
 def _methods_of_path(app: FastAPI, path: str) -> list[str]:
-    """Every method any route takes at this path (Starlette names only the first matching route's)."""
-    methods = {m for route in api_routes(app) if route.path_regex.match(path) for m in route.methods or ()}
-    return sorted(methods)
+    """The methods of the documented path this request names (Starlette names only the first matching
+    route's). A path written out in full, such as /regions/me, is its own path: the methods of
+    /regions/{regionId}, whose pattern it happens to match, are not its methods."""
+    matching = [route for route in api_routes(app) if route.path_regex.match(path)]
+    fewest = min((route.path_format.count("{") for route in matching), default=0)
+    return sorted(
+        {m for route in matching if route.path_format.count("{") == fewest for m in route.methods or ()}
+    )
 
 
 def api_routes(app: FastAPI) -> list[APIRoute]:

@@ -18,6 +18,7 @@ _ERRORS = {
     415: "The body is not JSON (`unsupported_media_type`)",
     422: "The body is invalid (`validation_failed`, with `issues`)",
     429: "Rate limited (`rate_limited`); wait `Retry-After` seconds",
+    500: "An unexpected fault on our side (`internal_error`); quote meta.requestId when reporting it",
     503: "Temporarily unavailable (`service_unavailable`)",
 }
 
@@ -35,13 +36,23 @@ COMMON_HEADERS = {
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     responses: dict[int | str, dict[str, Any]] = {}
     for status in statuses:
-        headers: dict[str, Any] = dict(COMMON_HEADERS)
-        if status == 429:
-            headers["Retry-After"] = {"description": "Seconds to wait", "schema": {"type": "integer"}}
-        if status == 405:
-            headers["Allow"] = {"description": "The methods this path takes", "schema": {"type": "string"}}
-        responses[status] = {"model": ErrorEnvelope, "description": _ERRORS[status], "headers": headers}
+        responses[status] = {
+            "model": ErrorEnvelope,
+            "description": _ERRORS[status],
+            "headers": _error_headers(status),
+        }
     return responses
+
+
+def _error_headers(status: int) -> dict[str, Any]:
+    headers: dict[str, Any] = dict(COMMON_HEADERS)
+    if status == 429:
+        headers["Retry-After"] = {"description": "Seconds to wait", "schema": {"type": "integer"}}
+    if status == 405:
+        headers["Allow"] = {"description": "The methods this path takes", "schema": {"type": "string"}}
+    if status == 503:
+        headers["Retry-After"] = {"description": "Seconds to wait, when known", "schema": {"type": "integer"}}
+    return headers
 
 
 def describe_access(document: dict[str, Any], route: Any, access: Any) -> None:
@@ -63,6 +74,7 @@ def describe_access(document: dict[str, Any], route: Any, access: Any) -> None:
             mode = " Same in live and sandbox mode." if access.platform else " Live or sandbox data."
             note = f"Access: a region key{needed}, or an admin key with `x-region-id`.{mode}"
         operation["x-access"] = note
+        _document_common_errors(operation, public=isinstance(access, PublicAccess))
         _document_headers(operation, public=isinstance(access, PublicAccess))
         operation["description"] = f"{note}\n\n{operation.get('description', '')}".strip()
 
@@ -83,3 +95,29 @@ def _document_headers(operation: dict[str, Any], *, public: bool) -> None:
         if not public:
             headers.update(RATE_LIMIT_HEADERS)
             headers.update(DEPRECATION_HEADER)
+
+
+def _document_common_errors(operation: dict[str, Any], *, public: bool) -> None:
+    """The answers any operation of its kind can give, so none is left out of a route's own list:
+    every request can meet a malformed header or query, a fault, or a database that is away; a keyed
+    one its credentials and limits; an id in the path a 404; a body or a query its checks."""
+    statuses = {400, 500, 503}
+    if not public:
+        statuses |= {401, 403, 429}
+    parameters = operation.get("parameters", [])
+    if any(parameter.get("in") == "path" for parameter in parameters):
+        statuses.add(404)
+    if "requestBody" in operation:
+        statuses |= {413, 415, 422}
+    if any(parameter.get("in") == "query" for parameter in parameters):
+        statuses.add(422)
+    responses = operation.setdefault("responses", {})
+    for status in sorted(statuses):
+        responses.setdefault(
+            str(status),
+            {
+                "description": _ERRORS[status],
+                "headers": _error_headers(status),
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}},
+            },
+        )

@@ -25,7 +25,10 @@ class PageRequest:
 
 def page_request(
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
-    cursor: Annotated[str | None, Query(description="meta.cursor of the previous page")] = None,
+    cursor: Annotated[
+        str | None,
+        Query(description="meta.cursor of the previous page", json_schema_extra={"minLength": 1}),
+    ] = None,
 ) -> PageRequest:
     return PageRequest(page_size, cursor)
 

@@ -3,17 +3,32 @@ no U+0000 anywhere."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Request
-from pydantic import ConfigDict, StrictBool, StringConstraints
+from pydantic import AwareDatetime, BeforeValidator, ConfigDict, StrictBool, StringConstraints
 
 from onderwijsregio.errors import BadRequest, ValidationFailed, issue
 
 # Unknown properties are refused everywhere (no mass assignment).
 STRICT_INPUT = ConfigDict(extra="forbid", populate_by_name=False)
 
-Name = Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=200)]
+NAME_LENGTH = 200
+
+
+def _within_name_length(value: Any) -> Any:
+    """The bound holds for the name as sent, as the documented maxLength says, not only once trimmed."""
+    if isinstance(value, str) and len(value) > NAME_LENGTH:
+        raise ValueError(f"String should have at most {NAME_LENGTH} characters")
+    return value
+
+
+Name = Annotated[
+    str,
+    BeforeValidator(_within_name_length),
+    StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=NAME_LENGTH),
+]
 Text = Annotated[str, StringConstraints(strict=True, max_length=1000)]
 Flag = StrictBool
 
@@ -61,3 +76,19 @@ def _nul_path(value: Any, path: list[str | int]) -> list[str | int] | None:
         if found is not None:
             return found
     return None
+
+
+def _iso_instant(value: Any) -> Any:
+    """Only ISO 8601 text: pydantic would also read "0.5" as seconds since 1970, which no caller means."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            "Give an ISO 8601 date and time with its offset, such as 2026-01-31T09:00:00Z"
+        ) from None
+
+
+# A moment in a query parameter: ISO 8601 with a time zone.
+IsoInstant = Annotated[AwareDatetime, BeforeValidator(_iso_instant)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from onderwijsregio.attachments.schemas import FIELDS as ATTACHMENT_FIELDS
@@ -24,7 +24,7 @@ from onderwijsregio.middleware import API_PREFIX
 from onderwijsregio.mutations.schemas import Accepted
 from onderwijsregio.openapi_docs import error_responses
 from onderwijsregio.pagination import PageRequest, page_request
-from onderwijsregio.validation import STRICT_INPUT
+from onderwijsregio.validation import STRICT_INPUT, IsoInstant
 
 router = APIRouter(prefix=API_PREFIX, tags=["Candidates"])
 Reader = Annotated[RegionContext, Depends(RegionRead)]
@@ -117,8 +117,8 @@ async def list_candidates(
     include: Include = None,
     phase: Annotated[str | None, Query(max_length=40)] = None,
     archived: ArchivedFilter = "false",
-    updated_since: Annotated[AwareDatetime | None, Query(alias="updatedSince")] = None,
-    created_since: Annotated[AwareDatetime | None, Query(alias="createdSince")] = None,
+    updated_since: Annotated[IsoInstant | None, Query(alias="updatedSince")] = None,
+    created_since: Annotated[IsoInstant | None, Query(alias="createdSince")] = None,
     sort: Annotated[service.Sort, Query()] = "createdAt",
 ) -> Response:
     query = service.ListQuery(phase, archived, updated_since, created_since, sort)

@@ -28,23 +28,45 @@ from onderwijsregio.engine.accept import (
 )
 from onderwijsregio.envelope import request_state, respond
 from onderwijsregio.errors import BadRequest
-from onderwijsregio.outbound.urls import check_url
+from onderwijsregio.outbound.urls import MAX_URL_LENGTH, check_url
 from onderwijsregio.scope import Scope
 
 _VISIBLE_ASCII = re.compile(r"^[\x21-\x7e]{1,255}$")
 IDEMPOTENCY_PARAMETER = "idempotencyKey"
+# Documented only: a wrong value gets our own 400 or 422 with a clear message, not a generic one.
+_IDEMPOTENCY_KEY_SCHEMA: dict[str, Any] = {"minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"}
+_CALLBACK_URL_SCHEMA: dict[str, Any] = {
+    "format": "uri",
+    "minLength": 1,
+    "maxLength": MAX_URL_LENGTH,
+    "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://",
+}
 
 
 def write_options(
     callback_url: Annotated[
         str | None,
-        Query(alias="callbackUrl", description="Absolute https:// URL to POST the outcome to (§2.5)"),
+        Query(
+            alias="callbackUrl",
+            description="Absolute https:// URL to POST the outcome to (§2.5, §2.6)",
+            json_schema_extra=_CALLBACK_URL_SCHEMA,
+        ),
     ] = None,
     idempotency_key: Annotated[
-        str | None, Query(alias="idempotencyKey", description="1–255 visible ASCII characters (§2.4)")
+        str | None,
+        Query(
+            alias="idempotencyKey",
+            description="1–255 visible ASCII characters (§2.4)",
+            json_schema_extra=_IDEMPOTENCY_KEY_SCHEMA,
+        ),
     ] = None,
     idempotency_header: Annotated[
-        str | None, Header(alias="Idempotency-Key", description="Alias of the idempotencyKey parameter")
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Alias of the idempotencyKey parameter",
+            json_schema_extra=_IDEMPOTENCY_KEY_SCHEMA,
+        ),
     ] = None,
 ) -> WriteOptions:
     if (

@@ -35,7 +35,7 @@ async def feed(
     asks again later with the cursor of its last page gets that page again and what came after it:
     nothing is missed."""
     listing = f"events:{scope.region_id}:{scope.sandbox}"
-    after = int(cursors.decode(listing, page.cursor)[0]) if page.cursor else 0
+    after = int(cursors.decode(listing, page.cursor)[0]) if page.cursor is not None else 0
     newer = scoped(select(Event), Event, scope).where(Event.seq > after)
     rows = (await session.scalars(newer.order_by(Event.seq).limit(page.page_size + 1))).all()
     more, rows = len(rows) > page.page_size, rows[: page.page_size]
@@ -104,7 +104,7 @@ async def attempts_of(
     statement = scoped(select(WebhookAttempt), WebhookAttempt, scope).where(
         WebhookAttempt.endpoint_id == endpoint_id
     )
-    if page.cursor:
+    if page.cursor is not None:
         moment, last_id = cursors.decode(listing, page.cursor)
         before = datetime.fromisoformat(moment)
         statement = statement.where(
