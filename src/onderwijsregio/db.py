@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, MetaData, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -60,7 +61,10 @@ def make_engine(url: str, **options: Any) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **options)
+    # No pre-ping: it costs a round trip on every checkout. A connection found dead on use is
+    # invalidated with the whole pool (SQLAlchemy does that on a disconnect error), the request
+    # answers 503 (middleware.py), and the next ones connect afresh.
+    return create_async_engine(url, pool_size=10, max_overflow=10, **options)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -89,3 +93,35 @@ def make_sessionmaker(engine: AsyncEngine, *, write: bool = False) -> async_sess
     """Sessions for reading, or (write=True) for transactions that change data."""
     bind = engine.execution_options(**{WRITE_INTENT: True}) if write else engine
     return async_sessionmaker(bind, expire_on_commit=False, autoflush=False)
+
+
+# SQLSTATEs of a database that cannot serve right now: every connection exception (class 08), an
+# administrator or crash shutdown and a server still starting up (57P01-03), too many connections.
+_UNAVAILABLE_STATES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether an error means the database cannot be reached at the moment (a restart, a failover),
+    as opposed to a bug: the API then answers 503 `service_unavailable` instead of 500.
+
+    Looks through the whole chain: a failed connect surfaces as the driver's own error or as a bare
+    ConnectionRefusedError (SQLAlchemy's asyncpg adapter re-raises those unwrapped), a connection
+    lost mid-query as a DBAPIError whose connection SQLAlchemy invalidated.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [error]
+    while pending:
+        cause = pending.pop()
+        if cause is None or id(cause) in seen:
+            continue
+        seen.add(id(cause))
+        if isinstance(cause, ConnectionError) or (
+            isinstance(cause, DBAPIError) and cause.connection_invalidated
+        ):
+            return True
+        state = str(getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None) or "")
+        if state.startswith(_UNAVAILABLE_STATES):
+            return True
+        original = cause.orig if isinstance(cause, DBAPIError) else None
+        pending += [original, cause.__cause__, cause.__context__]
+    return False

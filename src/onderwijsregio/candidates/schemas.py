@@ -143,13 +143,14 @@ def _unique_list(item: Any, limit: int) -> Any:
 
 
 Name = _text(200, at_least=1)
+EMAIL_LENGTH, PHONE_LENGTH = 254, 32
 Email = Annotated[
     str,
-    StringConstraints(strict=True, min_length=3, max_length=254),
+    StringConstraints(strict=True, min_length=3, max_length=EMAIL_LENGTH),
     AfterValidator(_email),
     Field(json_schema_extra={"format": "email"}),
 ]
-Phone = Annotated[str, StringConstraints(strict=True, max_length=32), AfterValidator(_phone)]
+Phone = Annotated[str, StringConstraints(strict=True, max_length=PHONE_LENGTH), AfterValidator(_phone)]
 WebAddress = Annotated[
     str,
     StringConstraints(strict=True, max_length=500),

@@ -104,7 +104,12 @@ def _self_service_field(value: str) -> str:
 
 
 Origin = Annotated[str, StringConstraints(strict=True, max_length=300), AfterValidator(_origin)]
-SelfServiceField = Annotated[str, StringConstraints(strict=True), AfterValidator(_self_service_field)]
+SelfServiceField = Annotated[
+    str,
+    StringConstraints(strict=True, max_length=40),
+    AfterValidator(_self_service_field),
+    Field(json_schema_extra={"enum": sorted(SELF_SERVICE_ELIGIBLE)}),
+]
 CustomFields = Annotated[list[CustomFieldDefinition], Field(max_length=MAX_CUSTOM_FIELDS)]
 SelfServiceFields = Annotated[list[SelfServiceField], Field(max_length=len(SELF_SERVICE_ELIGIBLE))]
 AllowedOrigins = Annotated[list[Origin], Field(max_length=20)]
