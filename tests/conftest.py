@@ -7,6 +7,7 @@ command runs the suite once on each. PostgreSQL uses ONDERWIJSREGIO_TEST_POSTGRE
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from onderwijsregio.config import Settings
 from onderwijsregio.db import make_engine
 from onderwijsregio.migrate import apply_migrations, startup_lock
 from tests import engine_ops
+from tests.log_scan import SCAN, is_person_route, pytest_sessionfinish, pytest_sessionstart  # noqa: F401 - the scan's hooks
 from tests.scope_guard import ScopeGuard
 from tests.smtp import SmtpServer
 from tests.test_routes import add_test_write_route
@@ -133,8 +135,27 @@ def write_sessions(app: FastAPI) -> async_sessionmaker[AsyncSession]:
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+    hooks = {"response": [remember_exchange]}
+    base = "http://testserver"
+    async with httpx.AsyncClient(transport=transport, base_url=base, event_hooks=hooks) as http:
         yield http
+
+
+async def remember_exchange(response: httpx.Response) -> None:
+    """The people a request sent and the credentials its answer holds, for the log scan."""
+    await response.aread()
+    path = response.request.url.path
+    sent = _json(response.request) if is_person_route(path) else None  # people go only there
+    SCAN.remember_exchange(path, sent, _json(response))
+
+
+def _json(message: httpx.Request | httpx.Response) -> Any:
+    if not message.headers.get("content-type", "").startswith("application/json"):
+        return None
+    try:
+        return json.loads(message.content)
+    except (ValueError, httpx.RequestNotRead, httpx.ResponseNotRead):  # not JSON, or a stream
+        return None
 
 
 @pytest.fixture
@@ -142,6 +163,7 @@ async def admin_key(sessions: async_sessionmaker[AsyncSession]) -> str:
     """A fresh admin key per test, so one test's requests never use up another's rate limit."""
     async with sessions() as session, session.begin():
         _key, secret = await api_key_service.create_admin_key(session, "test admin")
+    SCAN.remember(secret)
     return secret
 
 

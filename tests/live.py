@@ -22,6 +22,7 @@ import httpx
 from sqlalchemy.engine import make_url
 
 from tests.conftest import BACKEND, POSTGRES_URL
+from tests.log_scan import SCAN
 
 COMMAND = [str(Path(sys.executable).with_name("onderwijsregio"))]
 
@@ -71,9 +72,16 @@ def environment(database_url: str, **extra: str) -> dict[str, str]:
 
 
 def run_cli(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    result = subprocess.run(
         COMMAND + args, cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False
     )
+    # Its log is standard error; what `admin` prints on standard output are keys, never to be logged.
+    SCAN.lines.extend(result.stderr.splitlines())
+    if args[:1] == ["admin"]:
+        for line in result.stdout.splitlines():
+            if line.startswith("oreg_"):  # not the region id create-region prints first
+                SCAN.remember(line)
+    return result
 
 
 @dataclass
@@ -101,6 +109,7 @@ def serve(workdir: Path, env: dict[str, str], *args: str) -> Iterator[Server]:
             start_new_session=True,
         )
     server = Server(f"http://127.0.0.1:{port}", process, log_path, workdir)
+    SCAN.files.append(log_path)  # scanned at the end of the run (tests/log_scan.py)
     try:
         _wait_until_healthy(server)
         yield server
@@ -112,6 +121,9 @@ def serve(workdir: Path, env: dict[str, str], *args: str) -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+        first_key = workdir / "var" / "initial-admin-key"
+        if first_key.exists():
+            SCAN.remember(first_key.read_text())
 
 
 def _wait_until_healthy(server: Server) -> None:

@@ -9,6 +9,7 @@ import httpx
 
 from tests.conftest import Tenant
 from tests.engine_helpers import accepted, final
+from tests.log_scan import SCAN
 from tests.test_envelope import assert_error
 
 API = "/api/v2"
@@ -17,6 +18,7 @@ API = "/api/v2"
 def person(**changes: Any) -> dict[str, Any]:
     body = {"name": "Jan Jansen", "email": f"jan-{uuid.uuid4().hex[:10]}@example.org", "privacyConsent": True}
     body.update(changes)
+    SCAN.remember_person(body)
     return body
 
 

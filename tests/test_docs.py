@@ -1,4 +1,5 @@
-"""The interactive reference renders from this server's own assets, with no internet (contract §3.9)."""
+"""The documentation: the interactive reference renders from this server's own assets, with no internet
+(contract §3.9), and the guides name only settings and metrics that exist."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from onderwijsregio.clock import utc_now
+from onderwijsregio.config import Settings
+from onderwijsregio.metrics.registry import REGISTRY
+from onderwijsregio.metrics.service import QueueCollector
 from tests.live import environment, fresh_database, serve
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -73,3 +78,17 @@ def render(url: str, profile: Path) -> str:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
+
+
+def test_documented_settings_and_metrics_exist() -> None:
+    """Every ONDERWIJSREGIO_ variable the README and docs/ name is a setting, and the operations guide
+    names every metric we publish."""
+    root = Path(__file__).parent.parent
+    texts = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    named = {n for path in texts for n in re.findall(r"ONDERWIJSREGIO_([A-Z_]+[A-Z])", path.read_text())}
+    settings = {name.upper() for name in Settings.model_fields}
+    assert {n for n in named if not n.startswith("TEST_")} - settings == set()
+    guide = (root / "docs" / "operations.md").read_text()
+    families = [*REGISTRY.collect(), *QueueCollector([], utc_now()).collect()]
+    ours = {family.name for family in families if family.name.startswith("onderwijsregio_")}
+    assert len(ours) >= 7 and {name for name in ours if f"`{name}" not in guide} == set()

@@ -46,6 +46,7 @@ from onderwijsregio.errors import (
     issue,
 )
 from onderwijsregio.interactions import routes as interaction_routes
+from onderwijsregio.metrics import routes as metrics_routes
 from onderwijsregio.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from onderwijsregio.mutations import routes as mutation_routes
 from onderwijsregio.openapi_docs import describe_access
@@ -123,6 +124,7 @@ def create_app(
     for router in api_routers:
         app.include_router(router)
     app.include_router(operation_routes.router)
+    app.include_router(metrics_routes.router)
     app.mount(
         operation_routes.DOCS_ASSETS,
         StaticFiles(directory=operation_routes.docs_assets()),

@@ -9,8 +9,9 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -24,6 +25,9 @@ from onderwijsregio.logs import configure_logging
 from onderwijsregio.migrate import apply_migrations, startup_lock
 from onderwijsregio.regions import service as region_service
 from onderwijsregio.regions.schemas import RegionCreate
+
+if TYPE_CHECKING:
+    from onderwijsregio.context import AppContext
 
 log = logging.getLogger("onderwijsregio")
 
@@ -50,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=_serve)
 
     worker = commands.add_parser("worker", help="a standalone mutation worker")
+    worker.add_argument(
+        "--metrics-port", type=int, help="serve /metrics on this port (ONDERWIJSREGIO_METRICS_TOKEN)"
+    )
+    worker.add_argument("--metrics-host", default="127.0.0.1")
     worker.set_defaults(run=_worker)
 
     migrate = commands.add_parser("migrate", help="apply migrations and exit")
@@ -79,11 +87,20 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
-    asyncio.run(_work_until_stopped(settings))
+    metrics_at = (args.metrics_host, args.metrics_port) if args.metrics_port is not None else None
+    asyncio.run(_work_until_stopped(settings, metrics_at))
     return 0
 
 
-async def _work_until_stopped(settings: Settings) -> None:
+class _MetricsServer(uvicorn.Server):
+    """uvicorn beside the worker's own tasks: the worker's signal handlers stop both."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _work_until_stopped(settings: Settings, metrics_at: tuple[str, int] | None = None) -> None:
     """A standalone worker: the engine's tasks until SIGTERM or SIGINT, then a clean stop."""
     from onderwijsregio.app import make_context, outboxes
     from onderwijsregio.registry import register_operations
@@ -96,11 +113,25 @@ async def _work_until_stopped(settings: Settings) -> None:
         loop.add_signal_handler(signal_number, stop.set)
     context.engine.start(max(1, settings.workers), outboxes(context))
     log.info("worker running with %d worker tasks", max(1, settings.workers))
+    metrics = _serve_metrics(context, metrics_at) if metrics_at else None
     try:
         await stop.wait()
     finally:
+        if metrics is not None:
+            metrics[0].should_exit = True
+            await metrics[1]
         await context.engine.stop()
         await context.database.dispose()
+
+
+def _serve_metrics(context: AppContext, at: tuple[str, int]) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    from onderwijsregio.metrics.routes import metrics_app
+
+    config = uvicorn.Config(
+        metrics_app(context), host=at[0], port=at[1], access_log=False, log_config=None, lifespan="off"
+    )
+    server = _MetricsServer(config)
+    return server, asyncio.create_task(server.serve())
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     env: Literal["production", "development"] = "production"
     secret_key: str = ""
     var_dir: Path = Path("var")
+    # The bearer token Prometheus sends to /metrics; empty: /metrics answers 404 (docs/operations.md).
+    metrics_token: str = ""
     # Engine tuning (not part of the contract; tests shorten the lease to rescue work quickly).
     engine_lease_seconds: float = Field(default=30.0, gt=0)
     engine_batch_size: int = Field(default=50, ge=1, le=1000)
@@ -47,6 +49,13 @@ class Settings(BaseSettings):
     @property
     def wipe_at(self) -> time:
         return time.fromisoformat(self.sandbox_reset_at)
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _long_enough(cls, value: str) -> str:
+        if value and len(value) < 16:
+            raise ValueError("use at least 16 characters (e.g. `openssl rand -hex 32`), or leave it empty")
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -18,9 +18,13 @@ _FIELDS = ("request_id", "method", "path", "status", "duration_ms", "region_id",
 
 def exception_without_message(exc_info: Any) -> str:
     """The exception's type and where it happened, never its message: messages can quote personal
-    data (a validation error repeats its input; a driver error its values)."""
+    data (a validation error repeats its input; a driver error its values). Frames name file, line
+    and function but not the source line, whose literals are no business of the log either."""
     kind, _value, trace = exc_info
-    frames = "".join(traceback.format_list(traceback.extract_tb(trace)))
+    frames = "".join(
+        f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}\n'
+        for frame in traceback.extract_tb(trace)
+    )
     return f"{frames}{kind.__module__}.{kind.__qualname__} (message withheld)"
 
 

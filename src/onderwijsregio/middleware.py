@@ -10,6 +10,7 @@ import asyncio
 import logging
 import re
 import secrets
+import tempfile
 import time
 from typing import Any
 
@@ -18,8 +19,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from onderwijsregio.db import database_unavailable
 from onderwijsregio.envelope import error_body, request_state
 from onderwijsregio.errors import ApiError, InternalError, PayloadTooLarge, ServiceUnavailable
+from onderwijsregio.metrics.registry import observe_request
 
 access_log = logging.getLogger("onderwijsregio.access")
 error_log = logging.getLogger("onderwijsregio.errors")
@@ -61,14 +64,29 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_headers)
-        except Exception:
-            # The type and place go to the log (no values: SQL parameters are hidden by the engine);
-            # the client learns nothing internal.
-            error_log.exception("unhandled error", extra={"request_id": state["request_id"]})
-            if not response["started"]:
-                await _send_envelope(scope, send_with_headers, InternalError())
+        except Exception as error:
+            if not database_unavailable(error):
+                # The type and place go to the log (no values: SQL parameters are hidden by the engine);
+                # the client learns nothing internal.
+                error_log.exception("unhandled error", extra={"request_id": state["request_id"]})
+                if not response["started"]:
+                    await _send_envelope(scope, send_with_headers, InternalError())
+            else:
+                # The database away (a restart, a failover) is no bug of ours and passes by itself:
+                # the client is told to come back (contract §1.1 `service_unavailable`), not given a
+                # 500, and the log gets one line rather than a stack per request.
+                error_log.warning(
+                    "database unavailable: %s",
+                    type(error).__name__,
+                    extra={"request_id": state["request_id"]},
+                )
+                if not response["started"]:
+                    away = ServiceUnavailable("The database is unavailable; try again shortly")
+                    away.headers["retry-after"] = "2"
+                    await _send_envelope(scope, send_with_headers, away)
         finally:
             _log_access(scope, state, response["status"], started)
+            observe_request(scope, response["status"], started)
 
 
 class BodyLimitMiddleware:
@@ -101,6 +119,15 @@ class BodyLimitMiddleware:
             await _send_envelope(scope, send, busy)
             return
         try:
+            if declared is None:
+                # A body of unknown length (chunked) is read to its end into a temporary file before
+                # the app sees it, so an oversize one is refused having held at most 1 MiB in memory,
+                # not the up to 40 MiB the app would have gathered before the limit tripped.
+                try:
+                    limited = await _spooled(limited)
+                except BodyTooLarge:
+                    await _send_envelope(scope, send, _too_large(limit))
+                    return
             await self._limited(scope, limited, send, limit)
         finally:
             self._large_bodies.release()
@@ -140,6 +167,44 @@ def _limited_receive(receive: Receive, limit: int) -> Receive:
         return message
 
     return wrapped
+
+
+async def _spooled(receive: Receive) -> Receive:
+    """Reads the whole body into a temporary file (in memory up to 1 MiB, on disk beyond; the writes
+    go to the page cache, short enough to make in the event loop) and replays it from there."""
+    spool = tempfile.SpooledTemporaryFile(max_size=DEFAULT_BODY_LIMIT)  # noqa: SIM115 - closed by replay
+    try:
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client left: the app hears of it at once
+                spool.close()
+                return _replayed([message], receive)
+            spool.write(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+    except BaseException:
+        spool.close()
+        raise
+    size = spool.tell()
+    spool.seek(0)
+
+    async def replay() -> Message:
+        if spool.closed:
+            return await receive()
+        chunk = spool.read(DEFAULT_BODY_LIMIT)
+        more = spool.tell() < size
+        if not more:
+            spool.close()
+        return {"type": "http.request", "body": chunk, "more_body": more}
+
+    return replay
+
+
+def _replayed(messages: list[Message], receive: Receive) -> Receive:
+    async def replay() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    return replay
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

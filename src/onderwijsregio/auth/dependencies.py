@@ -6,12 +6,14 @@
   (the admin override, audited). `platform=True` marks routes that are the same in live and
   sandbox mode (regions, api-keys) and answer `sandboxEnabled: false`.
 - `SessionAccess`: a candidate's session token, on the candidate self-service routes only.
+- `MetricsAccess`: the scraper's token (ONDERWIJSREGIO_METRICS_TOKEN), on `/metrics` only.
 
 A guard test walks the route table and fails for any route that declares none of them.
 """
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
@@ -22,7 +24,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from onderwijsregio.auth import service
 from onderwijsregio.auth.schemas import KeyRecord, Permission, Principal, RegionContext
-from onderwijsregio.context import AppContext, app_context
+from onderwijsregio.context import AppContext, request_context
 from onderwijsregio.envelope import request_state
 from onderwijsregio.errors import BadRequest, Forbidden, NotFound, RateLimited, Unauthorized
 from onderwijsregio.ids import has_shape
@@ -59,7 +61,7 @@ class PresentedKey:
     legacy_header: bool
 
 
-def presented_key(
+async def presented_key(
     x_api_key: Annotated[str | None, Security(API_KEY_HEADER)] = None,
     legacy_key: Annotated[str | None, Security(LEGACY_KEY_HEADER)] = None,
 ) -> PresentedKey:
@@ -69,7 +71,7 @@ def presented_key(
     return PresentedKey(x_api_key, legacy_header=False)
 
 
-Context = Annotated[AppContext, Depends(app_context)]
+Context = Annotated[AppContext, Depends(request_context)]
 Presented = Annotated[PresentedKey, Depends(presented_key)]
 
 
@@ -228,7 +230,22 @@ def _session_buckets(session_id: str, region: Region) -> list[Bucket]:
     ]
 
 
-AccessDeclaration = PublicAccess | AdminAccess | RegionAccess | SessionAccess
+class MetricsAccess:
+    """`Authorization: Bearer <ONDERWIJSREGIO_METRICS_TOKEN>`, what Prometheus's `authorization`
+    setting sends. Without a configured token the route does not exist (404), so an installation
+    that never meant to publish metrics does not."""
+
+    async def __call__(self, request: Request, context: Context) -> None:
+        expected = context.settings.metrics_token
+        if not expected:
+            raise NotFound("No such route")
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        # Constant time: the comparison must not tell a guesser how much of the token was right.
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+            raise Unauthorized()
+
+
+AccessDeclaration = PublicAccess | AdminAccess | RegionAccess | SessionAccess | MetricsAccess
 
 
 def route_access(route: APIRoute) -> AccessDeclaration | None:
@@ -251,6 +268,7 @@ RegionManage = RegionAccess(Permission.manage)
 RegionAnyKey = RegionAccess(None, platform=True)
 RegionManagePlatform = RegionAccess(Permission.manage, platform=True)
 CandidateSessionAccess = SessionAccess()
+MetricsScrape = MetricsAccess()
 
 AdminPrincipal = Annotated[Principal, Depends(Admin)]
 AnyRegionKey = Annotated[RegionContext, Depends(RegionAnyKey)]

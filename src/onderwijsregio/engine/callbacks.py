@@ -28,6 +28,7 @@ from onderwijsregio.engine.models import CallbackDelivery, Mutation
 from onderwijsregio.engine.signing import SecretBox, signature_headers, signing_keys
 from onderwijsregio.engine.views import mutation_view
 from onderwijsregio.engine.wakeup import Waker
+from onderwijsregio.metrics.registry import CALLBACK_FAILURES, note_delivery_failure
 from onderwijsregio.outbound import client
 from onderwijsregio.outbound.urls import Resolver, UrlNotAllowed, UrlPolicy
 from onderwijsregio.scope import Scope, scoped
@@ -219,6 +220,7 @@ class CallbackDispatcher:
             delivery.next_attempt_at = next_attempt(delivery.attempts, outcome, now, self.jitter)
             if delivery.next_attempt_at is None:
                 delivery.status = "failed"
+            note_delivery_failure(CALLBACK_FAILURES, given_up=delivery.status == "failed")
 
 
 def retry_after_seconds(value: str | None) -> float | None:

@@ -41,6 +41,7 @@ from onderwijsregio.engine.operations import (
     operation_named,
 )
 from onderwijsregio.engine.wakeup import CALLBACKS_CHANNEL, Waker, wake_after_commit
+from onderwijsregio.metrics.registry import note_applied
 from onderwijsregio.outbound.urls import UrlPolicy
 from onderwijsregio.scope import Scope, scoped
 from onderwijsregio.storage.files import FileStore
@@ -236,6 +237,7 @@ class Worker:
             log.warning("deleting %d stored files failed: %s", len(keys), type(error).__name__)
 
     async def _apply_batch(self, claim: Claim, prepared: Prepared, discarded: list[str]) -> None:
+        finished: list[tuple[str, int, int]] = []  # counted once committed, not when merely tried
         async with self.write_sessions() as session, session.begin():
             lane = await session.scalar(
                 scoped(select(MutationLane), MutationLane, claim.scope).with_for_update()
@@ -252,12 +254,14 @@ class Worker:
                 else:
                     queued = await apply_mutation(session, lane, mutation, prepared.values, now, discarded)
                     callbacks = queued or callbacks
+                finished.append((mutation.status, mutation.succeeded_count, mutation.failed_count))
                 callbacks = await queue_callback(session, mutation, now) or callbacks
             lane.last_done_seq = claim.through_seq
             _release(lane)
             lane.stalled_since, lane.transient_failures = None, 0
             if callbacks:
                 await wake_after_commit(session, self.callbacks_waker, CALLBACKS_CHANNEL)
+        note_applied(finished)
 
     async def _back_off(self, claim: Claim, error: Exception) -> None:
         """Keeps the batch's place; waits longer each time; fails the head mutation after MAX_STALL."""

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from onderwijsregio.engine.signing import SecretBox
 from onderwijsregio.engine.wakeup import Waker
+from onderwijsregio.metrics.registry import MAIL_FAILED, MAIL_SENT
 from onderwijsregio.regions.models import Region
 from onderwijsregio.scope import Scope
 from onderwijsregio.sessions.models import VerificationRequest
@@ -138,9 +139,11 @@ class MailSender:
         try:
             await self._send(message)
         except Exception as error:
+            MAIL_FAILED.inc()
             log.warning("verification mail not sent: %s; will retry", type(error).__name__)
             await self._retry_later(scope, request_id)
             return
+        MAIL_SENT.inc()
         await self._forget(scope, request_id)
 
     async def _prepare(self, scope: Scope, request_id: str) -> EmailMessage | None:

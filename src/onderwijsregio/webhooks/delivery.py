@@ -27,6 +27,7 @@ from onderwijsregio.engine.callbacks import Outcome, next_attempt, retry_after_s
 from onderwijsregio.engine.signing import SecretBox, SigningKeys, signature_headers
 from onderwijsregio.engine.wakeup import Waker
 from onderwijsregio.ids import new_id
+from onderwijsregio.metrics.registry import WEBHOOK_FAILURES, note_delivery_failure
 from onderwijsregio.outbound import client
 from onderwijsregio.outbound.urls import UrlNotAllowed, UrlPolicy
 from onderwijsregio.scope import Scope, scoped
@@ -183,6 +184,7 @@ class WebhookDispatcher:
             message.next_attempt_at = next_attempt(message.attempts, outcome, now, self.jitter)
             if message.next_attempt_at is None:
                 message.status = "failed"
+            note_delivery_failure(WEBHOOK_FAILURES, given_up=message.status == "failed")
             if endpoint is not None:
                 _note_failure(endpoint, outcome, now)
 
