@@ -120,6 +120,27 @@ async def test_failed_items_are_reported_and_the_rest_applied(
     assert [r.value for r in await effects(sessions, tenant.id)] == ["ok1", "ok2"]
 
 
+@pytest.mark.parametrize("failure", ["permanent", "crash"])
+async def test_an_item_failing_after_others_undoes_only_itself(
+    client: httpx.AsyncClient, tenant: Tenant, sessions: Sessions, failure: str
+) -> None:
+    """The items of a mutation are first tried together; one failing late sends them through one by
+    one, and the result is as if they had gone one by one from the start."""
+    items: list[dict[str, Any]] = [
+        {"value": "a", "index": 0},
+        {"value": "b", "index": 1},
+        {"value": "x", "index": 2, "fail": failure},
+        {"value": "c", "index": 3},
+    ]
+    mutation = await final(client, tenant, await accepted(client, tenant, items))
+    assert (mutation["succeededCount"], mutation["failedCount"]) == (3, 1)
+    assert [r["status"] for r in mutation["results"]] == ["succeeded", "succeeded", "failed", "succeeded"]
+    applied = await effects(sessions, tenant.id)
+    assert [r.value for r in applied] == ["a", "b", "c"]
+    sequence = [r.change_seq for r in applied]
+    assert sequence == sorted(sequence) and len(set(sequence)) == 3
+
+
 async def test_a_transient_failure_is_retried_in_its_place(
     client: httpx.AsyncClient, tenant: Tenant, sessions: Sessions
 ) -> None:

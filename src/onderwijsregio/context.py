@@ -35,3 +35,9 @@ class AppContext:
 def app_context(request: Request) -> AppContext:
     context: AppContext = request.app.state.context
     return context
+
+
+async def request_context(request: Request) -> AppContext:
+    """`app_context` as a dependency. Every dependency is `async def`: FastAPI runs a plain `def` one
+    in a worker thread, a hop that cost more than the function itself on every request."""
+    return app_context(request)

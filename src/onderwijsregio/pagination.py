@@ -23,7 +23,7 @@ class PageRequest:
     cursor: str | None
 
 
-def page_request(
+async def page_request(
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     cursor: Annotated[
         str | None,

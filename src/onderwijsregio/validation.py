@@ -24,10 +24,11 @@ def _within_name_length(value: Any) -> Any:
     return value
 
 
+# The before-validator comes last: pydantic runs it first, on the name as sent.
 Name = Annotated[
     str,
-    BeforeValidator(_within_name_length),
     StringConstraints(strict=True, strip_whitespace=True, min_length=1, max_length=NAME_LENGTH),
+    BeforeValidator(_within_name_length),
 ]
 Text = Annotated[str, StringConstraints(strict=True, max_length=1000)]
 Flag = StrictBool

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from onderwijsregio.api_keys import service
 from onderwijsregio.api_keys.schemas import AdminKeyCreate, ApiKeyCreate, ApiKeyOut, CreatedApiKey
 from onderwijsregio.auth.dependencies import AdminPrincipal, ManagingRegionKey
-from onderwijsregio.context import AppContext, app_context
+from onderwijsregio.context import AppContext, request_context
 from onderwijsregio.dependencies import DbSession
 from onderwijsregio.envelope import Envelope, respond, respond_page
 from onderwijsregio.middleware import API_PREFIX
@@ -19,7 +19,7 @@ from onderwijsregio.pagination import PageRequest, page_request
 
 router = APIRouter(prefix=API_PREFIX, tags=["Regions"])
 admin_router = APIRouter(prefix=API_PREFIX, tags=["Admin"])
-Context = Annotated[AppContext, Depends(app_context)]
+Context = Annotated[AppContext, Depends(request_context)]
 Paging = Annotated[PageRequest, Depends(page_request)]
 
 

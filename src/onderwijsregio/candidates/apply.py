@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 
 from onderwijsregio.attachments.apply import attach, forget_files_of, prepare_files
 from onderwijsregio.candidates.models import Candidate, Interaction
@@ -25,15 +26,13 @@ CREATE = "candidates.create"
 
 
 async def apply_create(context: ApplyContext, item: dict[str, Any], prepared: Any) -> ItemOutcome:
-    exists = await context.session.scalar(
-        scoped(select(Candidate.id), Candidate, context.scope).where(Candidate.id == item["id"])
-    )
-    if exists is not None:
-        raise ItemFailed("conflict", "A candidate with this id exists")
     properties = dict(item["candidate"])
     interactions = properties.pop("interactions", None) or []
     context.session.add(new_candidate(context, item["id"], properties))
-    await context.session.flush()
+    try:  # the key tells an id in use, without a look-up first
+        await context.session.flush()
+    except IntegrityError:
+        raise ItemFailed("conflict", "A candidate with this id exists") from None
     context.emit("candidate.created", candidateId=item["id"])
     add_interactions(context, item["id"], item["interactionIds"], interactions)
     await attach(context, item["id"], item, prepared)

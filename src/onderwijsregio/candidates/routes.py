@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, StringConstraints
 from starlette.responses import Response
 
 from onderwijsregio.attachments.schemas import FIELDS as ATTACHMENT_FIELDS
@@ -13,8 +13,9 @@ from onderwijsregio.attachments.service import Staging, staging
 from onderwijsregio.auth.dependencies import RegionRead, RegionWrite
 from onderwijsregio.auth.schemas import RegionContext
 from onderwijsregio.candidates import apply, service
+from onderwijsregio.candidates.schemas import EMAIL_LENGTH, PHONE_LENGTH
 from onderwijsregio.candidates.validation import as_items, models_of, validated, validated_one
-from onderwijsregio.context import AppContext, app_context
+from onderwijsregio.context import AppContext, app_context, request_context
 from onderwijsregio.dependencies import DbSession
 from onderwijsregio.engine.accept import Submission, WriteOptions
 from onderwijsregio.engine.http import accept_write, accept_write_to_one, write_options
@@ -111,7 +112,7 @@ async def list_candidates(
     request: Request,
     caller: Reader,
     session: DbSession,
-    context: Annotated[AppContext, Depends(app_context)],
+    context: Annotated[AppContext, Depends(request_context)],
     page: Annotated[PageRequest, Depends(page_request)],
     fields: Fields = None,
     include: Include = None,
@@ -137,8 +138,9 @@ async def list_candidates(
 class FindQuery(BaseModel):
     model_config = STRICT_INPUT
 
-    email: str | None = None
-    phone: str | None = None
+    # As long as the stored properties may be: a longer value cannot match anything.
+    email: Annotated[str, StringConstraints(max_length=EMAIL_LENGTH)] | None = None
+    phone: Annotated[str, StringConstraints(max_length=PHONE_LENGTH)] | None = None
     archived: service.Archived = "false"
 
 

@@ -38,20 +38,62 @@ async def apply_mutation(
     payload = mutation.payload or {}
     items: list[dict[str, Any]] = payload.get("items", [])
     context = ApplyContext(session, Scope(mutation.region_id, mutation.sandbox), mutation.id, now, lane)
-    results = []
-    for index, item in enumerate(items):
-        if operation is None:
-            outcome: ItemOutcome | ItemFailed = ItemFailed("unknown_operation", "This server cannot apply it")
-        else:
-            outcome = await _apply_item(
-                context, operation.apply_item, item, prepared.get((mutation.id, index))
-            )
-        results.append(_result(index, outcome))
+    given = [prepared.get((mutation.id, index)) for index in range(len(items))]
+    results = None
+    if operation is not None:
+        results = await _all_at_once(context, operation.apply_item, items, given)
+    if results is None:
+        results = []
+        for index, item in enumerate(items):
+            if operation is None:
+                outcome: ItemOutcome | ItemFailed = ItemFailed(
+                    "unknown_operation", "This server cannot apply it"
+                )
+            else:
+                outcome = await _apply_item(context, operation.apply_item, item, given[index])
+            results.append(_result(index, outcome))
     finish(mutation, results, utc_now())
     for step in mutation_applied_steps():  # they see the outcome, and the items' events
         await step(context, mutation, payload)
     discarded.extend(context.discarded)
     return context.deliveries_queued
+
+
+async def _all_at_once(
+    context: ApplyContext, apply_item: Any, items: list[dict[str, Any]], given: list[Any]
+) -> list[dict[str, Any]] | None:
+    """Every item under one savepoint: what nearly always happens (no item fails) then costs two
+    statements per mutation instead of two per item. When an item does fail, all of it is undone and
+    None returned; the caller applies the items one by one, so the failure stays with its own item.
+    Items are flushed one after the other, so each sees what the ones before it wrote."""
+    if len(items) < 2 or any(isinstance(prepared, ItemFailed) for prepared in given):
+        return None
+    files_before, events_before = len(context.discarded), len(context.events)
+    try:
+        async with context.session.begin_nested():
+            outcomes = []
+            for item, prepared in zip(items, given, strict=True):
+                outcomes.append(await apply_item(context, item, prepared))
+                await context.session.flush()
+    except DBAPIError as error:
+        if is_transient(error):
+            raise
+        outcomes = None
+    except Exception:  # ItemFailed, or any fault: the one-by-one pass tells which item and why
+        outcomes = None
+    if outcomes is None:
+        await _forget_undone(context, files_before, events_before)
+        return None
+    return [_result(index, outcome) for index, outcome in enumerate(outcomes)]
+
+
+async def _forget_undone(context: ApplyContext, files_before: int, events_before: int) -> None:
+    """After a savepoint was rolled back: its files stay, nothing happened to tell, and the lane's
+    counters, which SQLAlchemy expired with the rollback, are read back (a lazy load would need IO
+    the async session cannot do implicitly)."""
+    del context.discarded[files_before:]
+    del context.events[events_before:]
+    await context.session.refresh(context.lane)
 
 
 async def _apply_item(
@@ -63,9 +105,8 @@ async def _apply_item(
         return prepared
     files_before, events_before = len(context.discarded), len(context.events)
     outcome = await _attempt(context, apply_item, item, prepared)
-    if isinstance(outcome, ItemFailed):  # undone: its files stay, and nothing happened to tell
-        del context.discarded[files_before:]
-        del context.events[events_before:]
+    if isinstance(outcome, ItemFailed):
+        await _forget_undone(context, files_before, events_before)
     return outcome
 
 

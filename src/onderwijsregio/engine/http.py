@@ -43,7 +43,7 @@ _CALLBACK_URL_SCHEMA: dict[str, Any] = {
 }
 
 
-def write_options(
+async def write_options(
     callback_url: Annotated[
         str | None,
         Query(

@@ -11,7 +11,7 @@ from onderwijsregio.auth.dependencies import RegionRead, RegionWrite
 from onderwijsregio.auth.schemas import RegionContext
 from onderwijsregio.candidates import service as candidates
 from onderwijsregio.candidates.validation import as_items, validated, validated_one
-from onderwijsregio.context import AppContext, app_context
+from onderwijsregio.context import AppContext, request_context
 from onderwijsregio.dependencies import DbSession
 from onderwijsregio.engine.accept import Submission, WriteOptions
 from onderwijsregio.engine.http import accept_write, accept_write_to_one, write_options
@@ -41,7 +41,7 @@ async def list_interactions(
     candidateId: str,
     caller: Reader,
     session: DbSession,
-    context: Annotated[AppContext, Depends(app_context)],
+    context: Annotated[AppContext, Depends(request_context)],
     page: Annotated[PageRequest, Depends(page_request)],
 ) -> Response:
     await candidates.get_candidate(session, caller.scope, candidateId, candidates.Shape(frozenset(), False))

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from onderwijsregio.auth.dependencies import AdminPrincipal, RegionAccess, RegionWrite
 from onderwijsregio.auth.schemas import RegionContext
-from onderwijsregio.context import AppContext, app_context
+from onderwijsregio.context import AppContext, request_context
 from onderwijsregio.dependencies import DbSession
 from onderwijsregio.envelope import Envelope, respond, respond_page
 from onderwijsregio.middleware import API_PREFIX
@@ -36,7 +36,7 @@ async def list_mutations(
     request: Request,
     caller: Caller,
     session: DbSession,
-    context: Annotated[AppContext, Depends(app_context)],
+    context: Annotated[AppContext, Depends(request_context)],
     filters: Annotated[MutationFilters, Depends(mutation_filters)],
     page: Annotated[PageRequest, Depends(page_request)],
 ) -> Response:

@@ -33,7 +33,7 @@ class MutationFilters:
     operation: str | None
 
 
-def mutation_filters(
+async def mutation_filters(
     status: Annotated[Status | None, Query(description="Only mutations with this status")] = None,
     operation: Annotated[
         str | None, Query(max_length=40, description="Only this operation, e.g. candidates.create")

@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from onderwijsregio.auth.dependencies import Public
 from onderwijsregio.clock import utc_now
-from onderwijsregio.context import AppContext, app_context
+from onderwijsregio.context import AppContext, request_context
 from onderwijsregio.engine.models import Mutation
 from onderwijsregio.envelope import Envelope, JsonResponse, respond
 from onderwijsregio.errors import ServiceUnavailable
@@ -58,7 +58,7 @@ async def health(request: Request) -> Response:
     response_model=Envelope[Readiness],
     responses=error_responses(503),
 )
-async def ready(request: Request, context: Annotated[AppContext, Depends(app_context)]) -> Response:
+async def ready(request: Request, context: Annotated[AppContext, Depends(request_context)]) -> Response:
     checks = {
         "database": await _check(_database_answers(context)),
         "queue": await _check(_queue_moves(context)),

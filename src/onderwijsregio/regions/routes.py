@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from onderwijsregio.auth.dependencies import AdminPrincipal, AnyRegionKey
-from onderwijsregio.context import AppContext, app_context
+from onderwijsregio.context import AppContext, request_context
 from onderwijsregio.dependencies import DbSession
 from onderwijsregio.envelope import Envelope, respond, respond_page
 from onderwijsregio.middleware import API_PREFIX
@@ -41,7 +41,7 @@ async def list_regions(
     request: Request,
     _admin: AdminPrincipal,
     session: DbSession,
-    context: Annotated[AppContext, Depends(app_context)],
+    context: Annotated[AppContext, Depends(request_context)],
     page: Annotated[PageRequest, Depends(page_request)],
 ) -> Response:
     result = await service.list_regions(session, page, context.cursors)

@@ -14,7 +14,7 @@ from onderwijsregio.auth.dependencies import CandidateSessionAccess, RegionWrite
 from onderwijsregio.auth.schemas import RegionContext
 from onderwijsregio.candidates import service as candidates
 from onderwijsregio.candidates.validation import models_of, validated_one
-from onderwijsregio.context import AppContext, app_context
+from onderwijsregio.context import AppContext, request_context
 from onderwijsregio.dependencies import DbSession
 from onderwijsregio.engine.accept import Submission, WriteOptions
 from onderwijsregio.engine.http import accept_write, write_options
@@ -39,7 +39,7 @@ from onderwijsregio.sessions.schemas import (
 router = APIRouter(prefix=API_PREFIX, tags=["Auth"])
 Writer = Annotated[RegionContext, Depends(RegionWrite)]
 CandidateCaller = Annotated[SessionCaller, Depends(CandidateSessionAccess)]
-Context = Annotated[AppContext, Depends(app_context)]
+Context = Annotated[AppContext, Depends(request_context)]
 SESSION_PATH = "/auth/candidates/session"
 
 

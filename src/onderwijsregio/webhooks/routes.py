@@ -12,7 +12,7 @@ from starlette.responses import Response
 from onderwijsregio.auth.dependencies import RegionManage, RegionRead
 from onderwijsregio.auth.schemas import RegionContext
 from onderwijsregio.clock import to_rfc3339
-from onderwijsregio.context import AppContext, app_context
+from onderwijsregio.context import AppContext, request_context
 from onderwijsregio.dependencies import DbSession, WriteDbSession
 from onderwijsregio.engine import signing
 from onderwijsregio.engine.wakeup import CALLBACKS_CHANNEL, wake_after_commit
@@ -36,7 +36,7 @@ router = APIRouter(prefix=API_PREFIX, tags=["Webhooks"])
 Managing = Annotated[RegionContext, Depends(RegionManage)]
 Reader = Annotated[RegionContext, Depends(RegionRead)]
 Page = Annotated[PageRequest, Depends(page_request)]
-Context = Annotated[AppContext, Depends(app_context)]
+Context = Annotated[AppContext, Depends(request_context)]
 
 
 class SigningSecretOut(BaseModel):
