@@ -38,10 +38,11 @@ test-postgresql: install services
 	ONDERWIJSREGIO_TEST_BACKEND=postgresql ONDERWIJSREGIO_TEST_POSTGRES_URL=$(POSTGRES_TEST_URL) \
 		ONDERWIJSREGIO_TEST_REQUIRE_CHROMIUM=1 $(BIN)/python -m pytest -q
 
-# The shared black-box suite, on SQLite and on PostgreSQL (Redis rate limits there), minus the tests
-# whose routes later issues build (listed in .ci/conformance-pending).
+# The whole contract over HTTP: the shared black-box suite on SQLite and on PostgreSQL (Redis rate
+# limits and S3 storage there), then Schemathesis against our own /openapi.json.
 conformance: install services
 	scripts/conformance.sh "$(CONFORMANCE)"
+	scripts/schemathesis.sh
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache
