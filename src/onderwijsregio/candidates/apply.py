@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 
 from onderwijsregio.attachments.apply import attach, forget_files_of, prepare_files
 from onderwijsregio.candidates.models import Candidate, Interaction
@@ -28,11 +27,12 @@ CREATE = "candidates.create"
 async def apply_create(context: ApplyContext, item: dict[str, Any], prepared: Any) -> ItemOutcome:
     properties = dict(item["candidate"])
     interactions = properties.pop("interactions", None) or []
+    # An id in use fails on the key when written, without a look-up first. The row is written now
+    # only when rows that refer to it follow (the ORM does not order inserts by foreign keys here);
+    # otherwise with the mutation's other candidates, in one INSERT.
     context.session.add(new_candidate(context, item["id"], properties))
-    try:  # the key tells an id in use, without a look-up first
+    if interactions or item.get("attachments"):
         await context.session.flush()
-    except IntegrityError:
-        raise ItemFailed("conflict", "A candidate with this id exists") from None
     context.emit("candidate.created", candidateId=item["id"])
     add_interactions(context, item["id"], item["interactionIds"], interactions)
     await attach(context, item["id"], item, prepared)
@@ -81,7 +81,7 @@ def new_interaction(
     )
 
 
-register(Operation(CREATE, apply_create, prepare_files))
+register(Operation(CREATE, apply_create, prepare_files, independent_items=True))
 
 
 @on_sandbox_reset

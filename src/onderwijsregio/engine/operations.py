@@ -87,6 +87,9 @@ class Operation:
     name: str
     apply_item: ApplyItem
     prepare_item: PrepareItem | None = None
+    # True when no item reads what another item of its mutation writes (creates of new resources whose
+    # ids were given at acceptance): the items are then written to the database in one flush.
+    independent_items: bool = False
 
 
 _OPERATIONS: dict[str, Operation] = {}
