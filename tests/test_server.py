@@ -200,3 +200,63 @@ def test_serve_without_worker_leaves_work_to_a_worker_process(tmp_path: Path) ->
                 _, errors = worker.communicate(timeout=30)
             assert worker.returncode == 0, errors.decode()[-2000:]
         assert region_id.startswith("reg_")
+
+
+def test_serve_runs_several_processes_on_one_port(tmp_path: Path) -> None:
+    """`serve --processes 2`: two API processes (each with its worker) answer on the port, writes are
+    applied, pages are walked with a new connection each (cursors are the same in every process),
+    and SIGTERM stops them all."""
+    with fresh_database(tmp_path) as database:
+        env = environment(database)
+        key = run_cli(["admin", "create-region", "--name", "Twee"], tmp_path, env).stdout.split()[1]
+        headers = {"x-api-key": key}
+        with serve(tmp_path, env, "--processes", "2") as server:
+            with httpx.Client(base_url=server.url, headers=headers, timeout=30) as http:
+                created = [
+                    http.post(f"{API}/candidates", json=_person(n)).json()["data"]["mutationId"]
+                    for n in range(6)
+                ]
+                assert all(_applied(http, mutation_id) for mutation_id in created)
+                pages = _walk_candidates(http)
+            log = server.log()
+            children = _children(server.process.pid)
+        assert sorted(pages) == sorted(f"twee-{n}@example.org" for n in range(6))
+        assert log.count("Started server process") == 2
+    assert not any(_alive(pid) for pid in children), "a process outlived the stop"
+
+
+def _person(n: int) -> dict[str, object]:
+    return {"name": f"Twee {n}", "email": f"twee-{n}@example.org", "privacyConsent": True}
+
+
+def _applied(http: httpx.Client, mutation_id: str) -> bool:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if http.get(f"{API}/mutations/{mutation_id}").json()["data"]["status"] == "succeeded":
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _walk_candidates(http: httpx.Client) -> list[str]:
+    """Two at a time, each page on a new connection, which either process may take."""
+    emails, cursor = [], None
+    while True:
+        params = {"pageSize": 2, **({"cursor": cursor} if cursor else {})}
+        page = httpx.get(f"{http.base_url}{API}/candidates", params=params, headers=http.headers).json()
+        emails += [candidate["email"] for candidate in page["data"]]
+        cursor = page["meta"]["cursor"]
+        if cursor is None:
+            return emails
+
+
+def _children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
+    return [int(line) for line in found.stdout.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False

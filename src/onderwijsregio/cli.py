@@ -27,6 +27,8 @@ from onderwijsregio.regions import service as region_service
 from onderwijsregio.regions.schemas import RegionCreate
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from onderwijsregio.context import AppContext
 
 log = logging.getLogger("onderwijsregio")
@@ -50,6 +52,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument(
         "--no-worker", action="store_true", help="serve only; run `onderwijsregio worker` apart"
+    )
+    serve.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        choices=range(1, 65),
+        metavar="N",
+        help="API processes on this port (each with its own worker unless --no-worker); default 1",
     )
     serve.set_defaults(run=_serve)
 
@@ -77,13 +87,33 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Tells the processes of `serve --processes N` (started afresh by uvicorn) what the command line said.
+_NO_WORKER_FLAG = "_ONDERWIJSREGIO_SERVE_NO_WORKER"
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     asyncio.run(_prepare_for_serving(settings))
+    settings.cursor_secret()  # made here when it is to be generated, so every process reads the same
+    served = {"host": args.host, "port": args.port, "access_log": False, "log_config": None}
+    if args.processes == 1:
+        from onderwijsregio.app import create_app
+
+        uvicorn.run(create_app(settings, run_workers=not args.no_worker), proxy_headers=False, **served)
+        return 0
+    os.environ[_NO_WORKER_FLAG] = "1" if args.no_worker else ""
+    uvicorn.run(
+        "onderwijsregio.cli:serving_app", factory=True, workers=args.processes, proxy_headers=False, **served
+    )
+    return 0
+
+
+def serving_app() -> FastAPI:
+    """One of the processes of `serve --processes N`: the settings from the same environment."""
     from onderwijsregio.app import create_app
 
-    app = create_app(settings, run_workers=not args.no_worker)
-    uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_config=None, proxy_headers=False)
-    return 0
+    settings = get_settings()
+    configure_logging(settings.env)
+    return create_app(settings, run_workers=not os.environ.get(_NO_WORKER_FLAG))
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
