@@ -3,12 +3,19 @@ runs the whole document in CI; these pin the individual findings)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 from fastapi import FastAPI
 
+from onderwijsregio.app import api_routes
+from tests import attachment_files as files
 from tests.conftest import Tenant
+from tests.engine_helpers import final
+from tests.test_candidates import person
 from tests.test_envelope import assert_error
+from tests.test_sessions import SANDBOX, SESSION, bearer, sandbox_candidate, token_for
 
 API = "/api/v2"
 
@@ -71,3 +78,56 @@ async def test_a_name_is_bounded_as_sent_not_only_once_trimmed(
     trimmed = await client.post(f"{API}/api-keys", json={"name": " " + "k" * 199}, headers=tenant.headers())
     assert trimmed.status_code == 201, trimmed.text
     assert trimmed.json()["data"]["name"] == "k" * 199
+
+
+# Headers of HTTP itself, not of our API.
+TRANSPORT_HEADERS = {"content-type", "content-length", "date", "server", "transfer-encoding", "connection"}
+
+
+def _undocumented_headers(app: FastAPI, response: httpx.Response) -> set[str]:
+    """The headers of an answer that its operation's documented answer (same status) leaves out."""
+    path = response.request.url.path.replace("/api/sandbox/", "/api/v2/")
+    method = response.request.method
+    [route] = [r for r in api_routes(app) if r.path_regex.match(path) and method in (r.methods or ())][:1]
+    documented = app.openapi()["paths"][route.path_format][method.lower()]["responses"][
+        str(response.status_code)
+    ]
+    names = {name.lower() for name in documented.get("headers", {})}
+    return set(response.headers) - names - TRANSPORT_HEADERS
+
+
+async def test_every_header_we_send_is_documented(
+    app: FastAPI, client: httpx.AsyncClient, make_tenant: Any
+) -> None:
+    origin = "https://werkenin.example.nl"
+    tenant: Tenant = await make_tenant(allowedOrigins=[origin])
+    headers = tenant.headers()
+    document = files.base64_input(files.pdf("h"), "cv.pdf")
+    created = await client.post(
+        f"{API}/candidates", json={**person(), "curriculumVitae": [document]}, headers=headers
+    )
+    assert created.status_code == 202, created.text
+    mutation = await final(client, tenant, created.json()["data"]["mutationId"])
+    candidate_id = mutation["results"][0]["resourceId"]
+    candidate = (await client.get(f"{API}/candidates/{candidate_id}", headers=headers)).json()["data"]
+    attachment_id = candidate["curriculumVitae"][0]["id"]
+    _, address = await sandbox_candidate(client, tenant)
+    token = await token_for(client, tenant, address)
+    answers = [
+        created,
+        await client.get(f"{API}/candidates/{candidate_id}", headers=headers),
+        await client.get(f"{API}/attachments/{attachment_id}/content", headers=headers),
+        await client.get(f"{API}/candidates/cand_unknown", headers=headers),
+        await client.get(f"{API}/candidates?pageSize=0", headers=headers),
+        await client.post(f"{API}/candidates", json={"name": ""}, headers=headers),
+        await client.get(f"{API}/candidates", headers={"x-api-key": "oreg_wrong"}),
+        await client.get(f"{API}/candidates", headers={"api-key": tenant.key}),
+        await client.get(f"{SANDBOX}{SESSION}", headers=bearer(token, origin=origin)),
+        await client.get("/health"),
+    ]
+    assert [answer.status_code for answer in answers] == [202, 200, 200, 404, 400, 422, 401, 200, 200, 200]
+    for answer in answers:
+        missing = _undocumented_headers(app, answer)
+        assert not missing, (
+            f"{answer.request.method} {answer.request.url.path} {answer.status_code}: {missing}"
+        )

@@ -75,7 +75,9 @@ def describe_access(document: dict[str, Any], route: Any, access: Any) -> None:
             note = f"Access: a region key{needed}, or an admin key with `x-region-id`.{mode}"
         operation["x-access"] = note
         _document_common_errors(operation, public=isinstance(access, PublicAccess))
-        _document_headers(operation, public=isinstance(access, PublicAccess))
+        _document_headers(
+            operation, public=isinstance(access, PublicAccess), session=isinstance(access, SessionAccess)
+        )
         operation["description"] = f"{note}\n\n{operation.get('description', '')}".strip()
 
 
@@ -87,14 +89,36 @@ DEPRECATION_HEADER = {
 }
 
 
-def _document_headers(operation: dict[str, Any], *, public: bool) -> None:
-    """Every answer carries x-request-id; answers to keyed calls carry the rate-limit headers too."""
-    for response in operation.get("responses", {}).values():
+ACCEPTED_HEADERS = {
+    "Location": {"description": "Where the mutation's status is read", "schema": {"type": "string"}},
+    "Retry-After": {"description": "Seconds before the first look (1)", "schema": {"type": "integer"}},
+}
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": {
+        "description": "The request's Origin, when it is one of the region's allowedOrigins",
+        "schema": {"type": "string"},
+    },
+    "Access-Control-Expose-Headers": {
+        "description": "The headers a browser may read",
+        "schema": {"type": "string"},
+    },
+    "Vary": {"description": "`Origin`", "schema": {"type": "string"}},
+}
+
+
+def _document_headers(operation: dict[str, Any], *, public: bool, session: bool) -> None:
+    """Every answer carries x-request-id; answers to keyed calls carry the rate-limit headers too; a
+    202 says where to look; a session route's answers carry CORS headers for allowed origins."""
+    for status, response in operation.get("responses", {}).items():
         headers = response.setdefault("headers", {})
         headers.update({name: spec for name, spec in COMMON_HEADERS.items() if name not in headers})
         if not public:
             headers.update(RATE_LIMIT_HEADERS)
             headers.update(DEPRECATION_HEADER)
+        if str(status) == "202":
+            headers.update(ACCEPTED_HEADERS)
+        if session:
+            headers.update(CORS_HEADERS)
 
 
 def _document_common_errors(operation: dict[str, Any], *, public: bool) -> None:

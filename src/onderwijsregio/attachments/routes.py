@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Depends, Request
 from starlette.responses import Response, StreamingResponse
 
 from onderwijsregio.attachments import apply, service
+from onderwijsregio.attachments.filetypes import ALLOWED as ALLOWED_TYPES
 from onderwijsregio.attachments.schemas import Attachment, AttachmentsAdd
 from onderwijsregio.auth.dependencies import RegionRead, RegionWrite
 from onderwijsregio.auth.schemas import RegionContext
@@ -29,6 +30,13 @@ Reader = Annotated[RegionContext, Depends(RegionRead)]
 Writer = Annotated[RegionContext, Depends(RegionWrite)]
 Options = Annotated[WriteOptions, Depends(write_options)]
 _UNSAFE_IN_QUOTES = re.compile(r'[^\x20-\x7e]|["\\]')
+DOWNLOAD_HEADERS = {
+    "Content-Disposition": {
+        "description": "`attachment`, with the sanitised file name",
+        "schema": {"type": "string"},
+    },
+    "X-Content-Type-Options": {"description": "`nosniff`", "schema": {"type": "string"}},
+}
 
 
 @router.post(
@@ -79,7 +87,11 @@ async def read_attachment(
     summary="The file itself (its stored type, as a download, never sniffed)",
     response_class=StreamingResponse,
     responses={
-        200: {"content": {"application/octet-stream": {}}},
+        200: {
+            "description": "The file, in the type its bytes were found to be",
+            "content": {kind: {"schema": {"type": "string", "format": "binary"}} for kind in ALLOWED_TYPES},
+            "headers": DOWNLOAD_HEADERS,
+        },
         **error_responses(400, 401, 403, 404, 429),
     },
 )
