@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, DateTime, MetaData, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -55,7 +56,14 @@ JsonValue = JSON().with_variant(JSONB(), "postgresql")
 WRITE_INTENT = "onderwijsregio_write_intent"
 
 
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
 def make_engine(url: str, **options: Any) -> AsyncEngine:
+    # JSON columns (candidate properties, mutation payloads and results) through orjson: the standard
+    # library's json was a twentieth of a worker's time.
+    options = {"json_serializer": _json_text, "json_deserializer": orjson.loads, **options}
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30}, **options)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)

@@ -32,13 +32,15 @@ async def apply_mutation(
     prepared: dict[tuple[str, int], Any],
     now: datetime,
     discarded: list[str],
+    batch_cache: dict[str, Any],
 ) -> bool:
     """Applies the items; stored files to delete after the commit are added to `discarded`. True when
     outbound deliveries were queued."""
     operation = operation_named(mutation.operation)
     payload = mutation.payload or {}
     items: list[dict[str, Any]] = payload.get("items", [])
-    context = ApplyContext(session, Scope(mutation.region_id, mutation.sandbox), mutation.id, now, lane)
+    scope = Scope(mutation.region_id, mutation.sandbox)
+    context = ApplyContext(session, scope, mutation.id, now, lane, batch_cache=batch_cache)
     given = [prepared.get((mutation.id, index)) for index in range(len(items))]
     results = None
     if operation is not None:

@@ -54,6 +54,9 @@ class ApplyContext:
     discarded: list[str] = field(default_factory=list)
     events: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     deliveries_queued: bool = False  # outbound deliveries to wake once the batch commits
+    # What apply steps read once per batch rather than once per mutation (a batch is one transaction
+    # of one lane): shared by the contexts of the batch's mutations.
+    batch_cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def emit(self, event_type: str, **ids: str) -> None:
         """An event of this change: `candidate.created`, with `candidateId=…`, and so on (§3.7)."""

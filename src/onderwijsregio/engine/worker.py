@@ -246,13 +246,16 @@ class Worker:
                 raise LeaseLost()
             now = utc_now()
             callbacks = False
+            batch_cache: dict[str, Any] = {}
             for mutation in await _batch(session, claim):
                 if mutation.status in FINAL:
                     continue
                 if mutation.attempts > self.tuning.max_attempts:  # it keeps killing its workers
                     fail_all_items(mutation, "too_many_attempts", "Applying it failed too many times", now)
                 else:
-                    queued = await apply_mutation(session, lane, mutation, prepared.values, now, discarded)
+                    queued = await apply_mutation(
+                        session, lane, mutation, prepared.values, now, discarded, batch_cache
+                    )
                     callbacks = queued or callbacks
                 finished.append((mutation.status, mutation.succeeded_count, mutation.failed_count))
                 callbacks = await queue_callback(session, mutation, now) or callbacks

@@ -30,13 +30,7 @@ async def record_events(context: ApplyContext, mutation: Mutation, _payload: dic
     told = list(context.events)
     if mutation.operation not in UNTOLD:
         told.append((f"mutation.{mutation.status}", {"mutationId": mutation.id}))
-    endpoints = (
-        await context.session.scalars(
-            scoped(select(WebhookEndpoint), WebhookEndpoint, context.scope).where(
-                WebhookEndpoint.enabled.is_(True)
-            )
-        )
-    ).all()
+    endpoints = await _enabled_endpoints(context)
     for event_type, ids in told:
         event = Event(
             region_id=context.scope.region_id,
@@ -53,6 +47,21 @@ async def record_events(context: ApplyContext, mutation: Mutation, _payload: dic
                 context.session.add(new_message(endpoint, event_view(event), context.now))
     if endpoints and told:
         context.deliveries_queued = True
+
+
+async def _enabled_endpoints(context: ApplyContext) -> list[WebhookEndpoint]:
+    """Read once per batch: endpoints change in API transactions, never inside a batch."""
+    cached: list[WebhookEndpoint] | None = context.batch_cache.get("webhook_endpoints")
+    if cached is None:
+        cached = list(
+            await context.session.scalars(
+                scoped(select(WebhookEndpoint), WebhookEndpoint, context.scope).where(
+                    WebhookEndpoint.enabled.is_(True)
+                )
+            )
+        )
+        context.batch_cache["webhook_endpoints"] = cached
+    return cached
 
 
 @on_sandbox_reset
