@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from onderwijsregio.clock import utc_now
@@ -16,7 +16,7 @@ from onderwijsregio.ids import new_id
 from onderwijsregio.scope import scoped
 from onderwijsregio.storage.files import FileStore
 from onderwijsregio.webhooks.models import Event, WebhookAttempt, WebhookEndpoint, WebhookMessage
-from onderwijsregio.webhooks.service import event_view, new_message
+from onderwijsregio.webhooks.service import event_body, new_message
 
 RETENTION = timedelta(days=30)
 # Operations whose mutations are told as mutation.succeeded / mutation.failed: every one but the
@@ -31,20 +31,27 @@ async def record_events(context: ApplyContext, mutation: Mutation, _payload: dic
     if mutation.operation not in UNTOLD:
         told.append((f"mutation.{mutation.status}", {"mutationId": mutation.id}))
     endpoints = await _enabled_endpoints(context)
+    rows: list[dict[str, Any]] = []
     for event_type, ids in told:
-        event = Event(
-            region_id=context.scope.region_id,
-            sandbox=context.scope.sandbox,
-            seq=context.next_event(),
-            id=new_id("evt"),
-            type=event_type,
-            data={**ids, "mutationId": mutation.id, "resourceIds": mutation.resource_ids or []},
-            created_at=context.now,
+        event_id = new_id("evt")
+        data = {**ids, "mutationId": mutation.id, "resourceIds": mutation.resource_ids or []}
+        rows.append(
+            {
+                "region_id": context.scope.region_id,
+                "sandbox": context.scope.sandbox,
+                "seq": context.next_event(),
+                "id": event_id,
+                "type": event_type,
+                "data": data,
+                "created_at": context.now,
+            }
         )
-        context.session.add(event)
         for endpoint in endpoints:
             if event_type in endpoint.events:
-                context.session.add(new_message(endpoint, event_view(event), context.now))
+                body = event_body(event_id, event_type, context.now, context.scope.sandbox, data)
+                context.session.add(new_message(endpoint, body, context.now))
+    if rows:  # one bulk INSERT: the feed's rows are never read back in this transaction as objects
+        await context.session.execute(insert(Event), rows)
     if endpoints and told:
         context.deliveries_queued = True
 

@@ -19,12 +19,18 @@ from onderwijsregio.webhooks.models import Event, WebhookAttempt, WebhookEndpoin
 
 
 def event_view(event: Event) -> dict[str, Any]:
+    return event_body(event.id, event.type, event.created_at, event.sandbox, event.data)
+
+
+def event_body(
+    event_id: str, event_type: str, created_at: datetime, sandbox: bool, data: dict[str, Any]
+) -> dict[str, Any]:
     return {
-        "id": event.id,
-        "type": event.type,
-        "createdAt": to_rfc3339(event.created_at),
-        "sandbox": event.sandbox,
-        "data": event.data,
+        "id": event_id,
+        "type": event_type,
+        "createdAt": to_rfc3339(created_at),
+        "sandbox": sandbox,
+        "data": data,
     }
 
 
