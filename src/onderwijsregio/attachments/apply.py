@@ -40,6 +40,11 @@ ADD, REMOVE = "attachments.add", "attachments.remove"
 SWEEP_GRACE = timedelta(hours=1)
 
 
+def has_url_files(item: dict[str, Any]) -> bool:
+    """Whether the item has files to fetch before it is applied."""
+    return any("url" in reference for reference in item.get("attachments") or [])
+
+
 async def prepare_files(context: PrepareContext, item: dict[str, Any]) -> dict[str, Any]:
     """Fetches the item's URL attachments into storage, ahead of the ordered apply."""
     fetched: dict[str, Any] = {}
@@ -209,5 +214,8 @@ async def _known(sessions: async_sessionmaker[AsyncSession], key: str) -> bool:
         return attached is not None or staged is not None
 
 
-for _operation in (Operation(ADD, apply_add, prepare_files), Operation(REMOVE, apply_remove)):
+for _operation in (
+    Operation(ADD, apply_add, prepare_files, needs_preparing=has_url_files),
+    Operation(REMOVE, apply_remove),
+):
     register(_operation)

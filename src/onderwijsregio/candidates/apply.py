@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from onderwijsregio.attachments.apply import attach, forget_files_of, prepare_files
+from onderwijsregio.attachments.apply import attach, forget_files_of, has_url_files, prepare_files
 from onderwijsregio.candidates.models import Candidate, Interaction
 from onderwijsregio.candidates.normalize import email_key, phone_key
 from onderwijsregio.engine.operations import (
@@ -81,7 +81,9 @@ def new_interaction(
     )
 
 
-register(Operation(CREATE, apply_create, prepare_files, independent_items=True))
+register(
+    Operation(CREATE, apply_create, prepare_files, independent_items=True, needs_preparing=has_url_files)
+)
 
 
 @on_sandbox_reset
@@ -214,7 +216,7 @@ async def _oldest_match(context: ApplyContext, properties: dict[str, Any]) -> Ca
 
 for _operation in (
     Operation(UPDATE, apply_update),
-    Operation(UPSERT, apply_upsert, prepare_files),
+    Operation(UPSERT, apply_upsert, prepare_files, needs_preparing=has_url_files),
     Operation(ARCHIVE, apply_archive),
     Operation(UNARCHIVE, apply_archive),
     Operation(DELETE, apply_delete),

@@ -93,6 +93,8 @@ class Operation:
     # True when no item reads what another item of its mutation writes (creates of new resources whose
     # ids were given at acceptance): the items are then written to the database in one flush.
     independent_items: bool = False
+    # When given: the items it says no to are not prepared at all (no task each, prepared value None).
+    needs_preparing: Callable[[dict[str, Any]], bool] | None = None
 
 
 _OPERATIONS: dict[str, Operation] = {}

@@ -218,6 +218,7 @@ class Worker:
                 for mutation in batch
                 if mutation.status in UNFINISHED and mutation.payload
                 for index, item in enumerate(mutation.payload["items"])
+                if _to_prepare(mutation.operation, item)
             )
         )
         return prepared
@@ -296,6 +297,14 @@ class Worker:
         """Exponential with full jitter, capped."""
         ceiling = min(self.tuning.max_backoff_seconds, 0.1 * 2 ** min(failures, 20))
         return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not a secret
+
+
+def _to_prepare(operation_name: str, item: dict[str, Any]) -> bool:
+    """Whether an item has a prepare step to run (a task each, so not for the thousands without)."""
+    operation = operation_named(operation_name)
+    if operation is None or operation.prepare_item is None:
+        return False
+    return operation.needs_preparing is None or operation.needs_preparing(item)
 
 
 async def _lanes_with_work(session: AsyncSession, now: datetime) -> list[tuple[MutationLane, int]]:
