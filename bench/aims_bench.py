@@ -18,11 +18,9 @@ import math
 import os
 import random
 import secrets
-import shutil
 import signal
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
-import asyncpg
 import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +40,6 @@ from bench.engine_bench import (  # noqa: E402
     APPLIED,
     COUNT_FINAL,
     HOST,
-    PG_ADMIN_DATABASE,
     PYTHON,
     RAISED_LIMITS,
     STATUS,
@@ -58,6 +54,8 @@ from bench.engine_bench import (  # noqa: E402
     machine,
     med,
     pg_connect,
+    recreate_pg_database,
+    run_benchmark,
     say,
 )
 from bench.loadgen import Client, LoadResult, RequestFactory, install_uvloop, percentile, run_load  # noqa: E402
@@ -238,7 +236,7 @@ class Aims:
 
     async def set_up(self) -> None:
         if self.kind == "postgresql":
-            await recreate_pg_database(self.options.pg_port)
+            await recreate_pg_database(self.options.pg_port, PG_DATABASE)
         self.children.run("cli-migrate", [CLI, "migrate"])
         lines = self.children.run("cli-create-region", [CLI, "admin", "create-region", "--name", "bench"])
         words = lines.split()
@@ -670,18 +668,6 @@ class Aims:
             self.probe = None
 
 
-async def recreate_pg_database(port: int) -> None:
-    try:
-        admin = await pg_connect(port, PG_ADMIN_DATABASE)
-    except (OSError, asyncpg.PostgresError) as error:
-        raise BenchError(f"PostgreSQL at {HOST}:{port} (user postgres): {error}") from None
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{PG_DATABASE}"')
-    finally:
-        await admin.close()
-
-
 # ---------------------------------------------------------------------------------------------
 # the summary
 
@@ -869,24 +855,8 @@ async def amain(options: Options, workdir: Path, children: Children) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    options = parse(argv)
-    workdir = Path(tempfile.mkdtemp(prefix=f"oreg-aims-{options.database}-"))
-    children = Children(workdir, {})
     install_uvloop()
-    try:
-        return asyncio.run(amain(options, workdir, children))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("benchmark interrupted; every process it started is being stopped", file=sys.stderr)
-        return 130
-    except BenchError as error:
-        print(f"benchmark failed: {error}", file=sys.stderr)
-        print(f"logs are in {workdir}", file=sys.stderr)
-        options.keep_temp = True
-        return 1
-    finally:
-        children.stop_all()
-        if not options.keep_temp:
-            shutil.rmtree(workdir, ignore_errors=True)
+    return run_benchmark("oreg-aims", parse(argv), amain)
 
 
 if __name__ == "__main__":

@@ -26,11 +26,9 @@ import hashlib
 import json
 import os
 import secrets
-import shutil
 import signal
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,11 +54,12 @@ from bench.engine_bench import (  # noqa: E402
     free_port,
     machine,
     med,
-    percentile,
     pg_connect,
+    run_benchmark,
     runs_text,
     say,
 )
+from bench.loadgen import percentile  # noqa: E402
 from bench.read_bench import RAISED_LIMITS  # noqa: E402
 
 CLI = PYTHON.with_name("onderwijsregio")
@@ -599,23 +598,7 @@ async def amain(options: Options, workdir: Path, children: Children) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    options = parse(argv)
-    workdir = Path(tempfile.mkdtemp(prefix=f"oreg-attachments-bench-{options.database}-"))
-    children = Children(workdir, {})
-    try:
-        return asyncio.run(amain(options, workdir, children))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("benchmark interrupted; every process it started is being stopped", file=sys.stderr)
-        return 130
-    except BenchError as error:
-        print(f"benchmark failed: {error}", file=sys.stderr)
-        print(f"logs are in {workdir}", file=sys.stderr)
-        options.keep_temp = True
-        return 1
-    finally:
-        children.stop_all()
-        if not options.keep_temp:
-            shutil.rmtree(workdir, ignore_errors=True)
+    return run_benchmark("oreg-attachments-bench", parse(argv), amain)
 
 
 if __name__ == "__main__":

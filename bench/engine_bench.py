@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,11 @@ import asyncpg
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as `python bench/engine_bench.py`: only bench/ is on the path
+    sys.path.insert(0, str(ROOT))
+
+from bench.loadgen import percentile  # noqa: E402
+
 PYTHON = Path(sys.executable)
 HOST = "127.0.0.1"
 PG_ADMIN_DATABASE = "postgres"  # only for CREATE/DROP DATABASE
@@ -226,14 +232,14 @@ async def pg_connect(port: int, database: str) -> Any:
     return await asyncpg.connect(host=HOST, port=port, user="postgres", database=database)
 
 
-async def recreate_pg_database(port: int) -> None:
+async def recreate_pg_database(port: int, database: str = PG_BENCH_DATABASE) -> None:
     try:
         admin = await pg_connect(port, PG_ADMIN_DATABASE)
     except (OSError, asyncpg.PostgresError) as error:
         raise BenchError(f"PostgreSQL at {HOST}:{port} (user postgres): {error}") from None
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{PG_BENCH_DATABASE}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{PG_BENCH_DATABASE}"')
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{database}"')
     finally:
         await admin.close()
 
@@ -282,14 +288,6 @@ class Probe:
 
 # ---------------------------------------------------------------------------------------------
 # figures
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))]
 
 
 @dataclass
@@ -905,9 +903,12 @@ async def amain(options: Options, workdir: Path, children: Children) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    options = parse(argv)
-    workdir = Path(tempfile.mkdtemp(prefix=f"oreg-bench-{options.database}-"))
+def run_benchmark(
+    prefix: str, options: Any, amain: Callable[[Any, Path, Children], Coroutine[Any, Any, int]]
+) -> int:
+    """A benchmark's `amain` in a temp dir of its own; whatever happens, every child process is
+    stopped, and the temp dir is kept when it failed (or with `--keep-temp`)."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"{prefix}-{options.database}-"))
     children = Children(workdir, {})
     try:
         return asyncio.run(amain(options, workdir, children))
@@ -923,6 +924,10 @@ def main(argv: list[str] | None = None) -> int:
         children.stop_all()
         if not options.keep_temp:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_benchmark("oreg-bench", parse(argv), amain)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,12 @@ from onderwijsregio.cursors import CursorCodec
 from onderwijsregio.ids import new_id
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as `python bench/read_bench.py`: only bench/ is on the path
+    sys.path.insert(0, str(ROOT))
+
+from bench.loadgen import percentile  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 PYTHON = Path(sys.executable)
 CLI = PYTHON.with_name("onderwijsregio")
 HOST = "127.0.0.1"
@@ -309,14 +315,6 @@ def load_sqlite(dataset: Dataset, path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # figures
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))]
 
 
 @dataclass

@@ -3,10 +3,8 @@ can name, a valid body for every route that takes one, and snapshots that show n
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tests import attachment_files as files
 from tests.conftest import Tenant
 from tests.engine_helpers import final
+from tests.test_callbacks import wait_for
 
 API, SANDBOX = "/api/v2", "/api/sandbox"
 ID_PARAM = re.compile(r"\{(\w+)\}")
@@ -127,16 +126,6 @@ def valid_body(route: APIRoute, method: str, context: BodyContext) -> Any:
     make = VALID_BODIES.get((method, template(route)))
     assert make is not None, f"no valid body for {method} {route.path}: add one to VALID_BODIES"
     return make(context)
-
-
-async def wait_for(condition: Callable[[], Any], within: float = 15) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        result = await condition()
-        if result:
-            return result
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 async def region_key(http: httpx.AsyncClient, tenant: Tenant, name: str = "extra key") -> dict[str, Any]:
