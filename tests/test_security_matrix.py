@@ -44,10 +44,8 @@ from tests.security_helpers import (
     SESSION_ID_PARAMS,
     BodyContext,
     build_holdings,
-    email,
     fill,
     id_params,
-    person,
     region_key,
     resource_snapshot,
     table_counts,
@@ -56,7 +54,7 @@ from tests.security_helpers import (
 )
 from tests.test_envelope import assert_error
 from tests.test_routes import TEST_WRITES
-from tests.test_sessions import bearer, sandbox_code, token_for
+from tests.test_sessions import bearer, sandbox_candidate, sandbox_code, token_for
 
 SESSION_PREFIX = "/auth/candidates/session"
 
@@ -102,7 +100,7 @@ async def world(app: FastAPI, sessions: async_sessionmaker[AsyncSession]) -> Asy
             key_id = (await region_key(http, tenant, f"{label} extra"))["id"]
             for prefix in (API, SANDBOX):
                 holdings[label, prefix] = await build_holdings(http, tenant, prefix, url, key_id)
-        own_candidate, address = await _sandbox_candidate(http, a)
+        own_candidate, address = await sandbox_candidate(http, a)
         session_a = await token_for(http, a, address)
         patched = await http.patch(
             f"{SANDBOX}{SESSION_PREFIX}/candidates/{own_candidate}",
@@ -110,7 +108,7 @@ async def world(app: FastAPI, sessions: async_sessionmaker[AsyncSession]) -> Asy
             headers=bearer(session_a),
         )
         assert patched.status_code == 202, patched.text
-        _candidate_b, address_b = await _sandbox_candidate(http, b)
+        _candidate_b, address_b = await sandbox_candidate(http, b)
         yield World(
             http=http,
             admin=admin,
@@ -141,25 +139,6 @@ async def _region(http: httpx.AsyncClient, admin: str, name: str) -> Tenant:
     )
     assert key.status_code == 201, key.text
     return Tenant(region, key.json()["data"]["key"], key.json()["data"])
-
-
-async def _sandbox_candidate(http: httpx.AsyncClient, tenant: Tenant) -> tuple[str, str]:
-    address = email()
-    created = await http.post(f"{SANDBOX}/candidates", json=[person(email=address)], headers=tenant.headers())
-    assert created.status_code == 202, created.text
-    final_status = await _final_status(http, tenant, created.json()["data"]["mutationId"], SANDBOX)
-    assert final_status == "succeeded"
-    return str(created.json()["data"]["resourceIds"][0]), address
-
-
-async def _final_status(http: httpx.AsyncClient, tenant: Tenant, mutation_id: str, prefix: str) -> str:
-    for _ in range(400):
-        answer = await http.get(f"{prefix}/mutations/{mutation_id}", headers=tenant.headers())
-        assert answer.status_code == 200, answer.text
-        if answer.json()["data"]["status"] in ("succeeded", "failed", "canceled"):
-            return str(answer.json()["data"]["status"])
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{mutation_id} never finished")
 
 
 def routes_with(app: FastAPI, kind: type) -> list[APIRoute]:
@@ -894,7 +873,7 @@ async def _until_final(http: httpx.AsyncClient, status_url: str, headers: dict[s
 async def _body_context(world: World, body_route: BodyRoute) -> BodyContext:
     context = BodyContext(world.webhook_url)
     if body_route.key == ("POST", "/auth/candidates/sessions"):
-        _, address = await _sandbox_candidate(world.http, world.a)
+        _, address = await sandbox_candidate(world.http, world.a)
         context.email, context.code = address, await sandbox_code(world.http, world.a, address)
     return context
 
