@@ -1,4 +1,5 @@
-"""A Mutation Engine operation registered by the tests (not by production code): `test.record`.
+"""A Mutation Engine operation registered by the tests (not by production code): `test.record`, and
+`test.record_together`, the same with independent items (applied together with its neighbours).
 
 Each item appends a row to its own table `engine_test_effects`, so tests can count effects (exactly
 once?) and read their order (in order?). Items can ask to fail permanently, to fail transiently a
@@ -26,6 +27,8 @@ from onderwijsregio.engine.operations import (
 )
 
 OPERATION = "test.record"
+# The same, declared with independent items: consecutive ones in a batch are applied together.
+TOGETHER_OPERATION = "test.record_together"
 _transient_failures: Counter[str] = Counter()
 
 
@@ -86,3 +89,4 @@ async def apply(context: ApplyContext, item: dict[str, Any], prepared: Any) -> I
 
 
 register(Operation(OPERATION, apply, prepare))
+register(Operation(TOGETHER_OPERATION, apply, prepare, independent_items=True))

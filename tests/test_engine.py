@@ -141,6 +141,38 @@ async def test_an_item_failing_after_others_undoes_only_itself(
     assert sequence == sorted(sequence) and len(set(sequence)) == 3
 
 
+async def test_mutations_applied_together_end_as_if_applied_alone(
+    client: httpx.AsyncClient, tenant: Tenant, sessions: Sessions
+) -> None:
+    """Consecutive mutations of an operation with independent items are applied as one group; one
+    failing item sends its group through one by one. Either way every mutation, item, change number
+    and event ends as if each had been applied alone, in acceptance order."""
+    blocker = await accepted(client, tenant, [{"value": "first", "prepareSeconds": 1}])
+    await until_processing(client, tenant, blocker)  # the rest wait, and are then claimed as one batch
+    queued: list[tuple[list[dict[str, Any]], str]] = [
+        ([{"value": "a"}, {"value": "b"}], "true"),  # a group that fails in its third mutation
+        ([{"value": "c"}], "true"),
+        ([{"value": "d"}, {"value": "x", "fail": "permanent"}], "true"),
+        ([{"value": "e"}], "false"),  # an ordinary mutation ends a group
+        ([{"value": "f"}], "true"),  # a group that succeeds as one
+        ([{"value": "g"}, {"value": "h"}], "true"),
+        ([{"value": "i"}], "true"),
+    ]
+    ids = [await accepted(client, tenant, items, together=flag) for items, flag in queued]
+    outcomes = [await final(client, tenant, mutation_id) for mutation_id in [blocker, *ids]]
+    assert [o["status"] for o in outcomes] == ["succeeded"] * 3 + ["failed"] + ["succeeded"] * 4
+    assert [r["status"] for r in outcomes[3]["results"]] == ["succeeded", "failed"]
+    assert outcomes[3]["results"][1]["error"]["code"] == "test_refused"
+    applied = await effects(sessions, tenant.id)
+    assert [r.value for r in applied] == ["first", "a", "b", "c", "d", "e", "f", "g", "h", "i"]
+    assert len({r.change_seq for r in applied}) == len(applied)  # sorted by it, and each its own
+    order = [blocker, *ids]
+    assert [order.index(r.mutation_id) for r in applied] == [0, 1, 1, 2, 3, 4, 5, 6, 6, 7]
+    answer = await client.get("/api/v2/events", params={"pageSize": 100}, headers=tenant.headers())
+    told = [(e["type"], e["data"]["mutationId"]) for e in answer.json()["data"]]
+    assert told == [(f"mutation.{o['status']}", o["id"]) for o in outcomes]
+
+
 async def test_a_transient_failure_is_retried_in_its_place(
     client: httpx.AsyncClient, tenant: Tenant, sessions: Sessions
 ) -> None:

@@ -25,9 +25,12 @@ def add_test_write_route(app: FastAPI) -> None:
         session: DbSession,
         options: Annotated[WriteOptions, Depends(write_options)],
         items: Annotated[list[dict[str, Any]], Body(min_length=1, max_length=10)],
+        together: bool = False,
     ) -> Response:
+        operation = engine_ops.TOGETHER_OPERATION if together else engine_ops.OPERATION
+
         async def submission() -> Submission:
             indexed = [{**item, "index": index} for index, item in enumerate(items)]
-            return Submission(engine_ops.OPERATION, indexed, [])
+            return Submission(operation, indexed, [])
 
         return await accept_write(request, caller, session, options, submission)

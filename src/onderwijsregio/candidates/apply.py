@@ -27,12 +27,16 @@ CREATE = "candidates.create"
 async def apply_create(context: ApplyContext, item: dict[str, Any], prepared: Any) -> ItemOutcome:
     properties = dict(item["candidate"])
     interactions = properties.pop("interactions", None) or []
-    # An id in use fails on the key when written, without a look-up first. The row is written now
-    # only when rows that refer to it follow (the ORM does not order inserts by foreign keys here);
-    # otherwise with the mutation's other candidates, in one INSERT.
-    context.session.add(new_candidate(context, item["id"], properties))
+    # An id in use fails on the key when written, without a look-up first. Rows that refer to the
+    # candidate (interactions, attachments) need it written first, so it goes through the session at
+    # once; otherwise it waits in the row buffer, to be written with the other new candidates in one
+    # INSERT (the ORM does not order inserts by foreign keys here).
+    row = candidate_row(context, item["id"], properties)
     if interactions or item.get("attachments"):
+        context.session.add(Candidate(**row))
         await context.session.flush()
+    else:
+        context.rows.add(Candidate, row)
     context.emit("candidate.created", candidateId=item["id"])
     add_interactions(context, item["id"], item["interactionIds"], interactions)
     await attach(context, item["id"], item, prepared)
@@ -49,21 +53,27 @@ def add_interactions(
 
 
 def new_candidate(context: ApplyContext, candidate_id: str, properties: dict[str, Any]) -> Candidate:
+    return Candidate(**candidate_row(context, candidate_id, properties))
+
+
+def candidate_row(context: ApplyContext, candidate_id: str, properties: dict[str, Any]) -> dict[str, Any]:
+    """A new candidate's column values (`properties` gets its default phase)."""
     properties.setdefault("phase", "nieuw")
-    return Candidate(
-        region_id=context.scope.region_id,
-        sandbox=context.scope.sandbox,
-        id=candidate_id,
-        properties=properties,
-        email_key=email_key(properties["email"]),
-        phone_key=phone_key(properties["phone"]) if properties.get("phone") else None,
-        phase=properties["phase"],
-        archived=False,
-        privacy_consent_at=context.now if properties.get("privacyConsent") else None,
-        change_seq=context.next_change(),
-        created_at=context.now,
-        updated_at=context.now,
-    )
+    return {
+        "region_id": context.scope.region_id,
+        "sandbox": context.scope.sandbox,
+        "id": candidate_id,
+        "properties": properties,
+        "email_key": email_key(properties["email"]),
+        "phone_key": phone_key(properties["phone"]) if properties.get("phone") else None,
+        "phase": properties["phase"],
+        "archived": False,
+        "archived_at": None,
+        "privacy_consent_at": context.now if properties.get("privacyConsent") else None,
+        "change_seq": context.next_change(),
+        "created_at": context.now,
+        "updated_at": context.now,
+    }
 
 
 def new_interaction(

@@ -27,7 +27,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from onderwijsregio.clock import utc_now
 from onderwijsregio.db import UtcDateTime
-from onderwijsregio.engine.apply import apply_mutation, fail_all_items, queue_callback
+from onderwijsregio.engine.apply import (
+    Batch,
+    apply_mutation,
+    apply_together,
+    fail_all_items,
+    queue_callback,
+    together,
+)
 from onderwijsregio.engine.models import (
     FINAL,
     UNFINISHED,
@@ -247,25 +254,45 @@ class Worker:
                 raise LeaseLost()
             now = utc_now()
             callbacks = False
-            batch_cache: dict[str, Any] = {}
-            for mutation in await _batch(session, claim):
-                if mutation.status in FINAL:
-                    continue
-                if mutation.attempts > self.tuning.max_attempts:  # it keeps killing its workers
-                    fail_all_items(mutation, "too_many_attempts", "Applying it failed too many times", now)
-                else:
-                    queued = await apply_mutation(
-                        session, lane, mutation, prepared.values, now, discarded, batch_cache
-                    )
-                    callbacks = queued or callbacks
-                finished.append((mutation.status, mutation.succeeded_count, mutation.failed_count))
-                callbacks = await queue_callback(session, mutation, now) or callbacks
+            batch = Batch(session, lane, prepared.values, now, discarded)
+            unfinished = [m for m in await _batch(session, claim) if m.status not in FINAL]
+            for group in self._groups(unfinished, prepared):
+                queued = await apply_together(batch, group) if len(group) > 1 else None
+                if queued is None:  # alone, or the group failed somewhere: one by one
+                    queued = await self._apply_one_by_one(batch, group)
+                callbacks = queued or callbacks
+                for mutation in group:
+                    finished.append((mutation.status, mutation.succeeded_count, mutation.failed_count))
+                    callbacks = await queue_callback(session, mutation, now) or callbacks
             lane.last_done_seq = claim.through_seq
             _release(lane)
             lane.stalled_since, lane.transient_failures = None, 0
             if callbacks:
                 await wake_after_commit(session, self.callbacks_waker, CALLBACKS_CHANNEL)
         note_applied(finished)
+
+    def _groups(self, mutations: list[Mutation], prepared: Prepared) -> list[list[Mutation]]:
+        """Consecutive mutations that may be applied together (apply.together) form one group; every
+        other mutation is a group of its own."""
+        groups: list[list[Mutation]] = []
+        last_joins = False
+        for mutation in mutations:
+            joins = mutation.attempts <= self.tuning.max_attempts and together(mutation, prepared.values)
+            if joins and last_joins:
+                groups[-1].append(mutation)
+            else:
+                groups.append([mutation])
+            last_joins = joins
+        return groups
+
+    async def _apply_one_by_one(self, batch: Batch, mutations: list[Mutation]) -> bool:
+        queued = False
+        for mutation in mutations:
+            if mutation.attempts > self.tuning.max_attempts:  # it keeps killing its workers
+                fail_all_items(mutation, "too_many_attempts", "Applying it failed too many times", batch.now)
+            else:
+                queued = await apply_mutation(batch, mutation) or queued
+        return queued
 
     async def _back_off(self, claim: Claim, error: Exception) -> None:
         """Keeps the batch's place; waits longer each time; fails the head mutation after MAX_STALL."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from onderwijsregio.clock import utc_now
@@ -31,11 +31,12 @@ async def record_events(context: ApplyContext, mutation: Mutation, _payload: dic
     if mutation.operation not in UNTOLD:
         told.append((f"mutation.{mutation.status}", {"mutationId": mutation.id}))
     endpoints = await _enabled_endpoints(context)
-    rows: list[dict[str, Any]] = []
     for event_type, ids in told:
         event_id = new_id("evt")
         data = {**ids, "mutationId": mutation.id, "resourceIds": mutation.resource_ids or []}
-        rows.append(
+        # The feed's rows are never read back in the batch as objects: buffered, written in one INSERT.
+        context.rows.add(
+            Event,
             {
                 "region_id": context.scope.region_id,
                 "sandbox": context.scope.sandbox,
@@ -44,14 +45,12 @@ async def record_events(context: ApplyContext, mutation: Mutation, _payload: dic
                 "type": event_type,
                 "data": data,
                 "created_at": context.now,
-            }
+            },
         )
         for endpoint in endpoints:
             if event_type in endpoint.events:
                 body = event_body(event_id, event_type, context.now, context.scope.sandbox, data)
                 context.session.add(new_message(endpoint, body, context.now))
-    if rows:  # one bulk INSERT: the feed's rows are never read back in this transaction as objects
-        await context.session.execute(insert(Event), rows)
     if endpoints and told:
         context.deliveries_queued = True
 
