@@ -143,7 +143,11 @@ def _is_scoped(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
     while node in parents:
         node = parents[node]
         if isinstance(node, ast.Call):
-            if isinstance(node.func, ast.Name) and node.func.id in ("scoped", "region_wide"):
+            if isinstance(node.func, ast.Name) and node.func.id in (
+                "scoped",
+                "scoped_by_parameters",
+                "region_wide",
+            ):
                 return True
             if (
                 isinstance(node.func, ast.Attribute)
@@ -176,5 +180,6 @@ def test_the_static_check_finds_an_unscoped_query() -> None:
         "b = scoped(select(Mutation), Mutation, scope)\n"
         "c = select(Mutation.id).execution_options(cross_region=True)\n"
         "d = update(Mutation).values(status='x')\n"
+        "e = scoped_by_parameters(select(Mutation), Mutation).where(Mutation.id == bindparam('i'))\n"
     )
     assert _unscoped_queries(sample, {"Mutation"}) == [1, 4]

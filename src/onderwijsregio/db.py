@@ -98,8 +98,18 @@ def dialect_name(session: AsyncSession) -> str:
 
 
 def make_sessionmaker(engine: AsyncEngine, *, write: bool = False) -> async_sessionmaker[AsyncSession]:
-    """Sessions for reading, or (write=True) for transactions that change data."""
-    bind = engine.execution_options(**{WRITE_INTENT: True}) if write else engine
+    """Sessions for reading, or (write=True) for transactions that change data.
+
+    On PostgreSQL, reading sessions run without a transaction (autocommit): at READ COMMITTED, the
+    default, every statement sees its own snapshot either way, so a BEGIN and a ROLLBACK would only
+    cost two round trips per session (every request's key look-up, every read route) and change
+    nothing. SQLite keeps its BEGIN, which gives a read its one snapshot there."""
+    if write:
+        bind = engine.execution_options(**{WRITE_INTENT: True})
+    elif engine.dialect.name == "postgresql":
+        bind = engine.execution_options(isolation_level="AUTOCOMMIT")
+    else:
+        bind = engine
     return async_sessionmaker(bind, expire_on_commit=False, autoflush=False)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Boolean, Delete, ForeignKey, Select, String, Update
+from sqlalchemy import BindParameter, Boolean, Delete, ForeignKey, Select, String, Update, bindparam
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 
@@ -47,6 +47,22 @@ def scoped(statement: Statement, model: type[RegionScoped], scope: Scope) -> Sta
     return cast(Statement, confined)  # .where() returns the statement's own type; mypy loses it in the union
 
 
-def region_wide(statement: Select[Any], model: type[RegionScoped], region_id: str) -> Select[Any]:
+def region_wide(
+    statement: Select[Any], model: type[RegionScoped], region_id: str | BindParameter[Any]
+) -> Select[Any]:
     """Confine a query to one region in both modes (a region's own totals, such as its queue size)."""
     return statement.where(model.region_id == region_id, model.sandbox.in_((False, True)))
+
+
+def scoped_by_parameters(statement: Statement, model: type[RegionScoped]) -> Statement:
+    """`scoped()` for a statement built once and run on every request: the scope is given when it
+    runs, as `scope_parameters(scope)`. Building a statement and its cache key anew each time cost
+    more CPU than running it on the hot paths (the key look-up, a read by id, acceptance)."""
+    confined = statement.where(
+        model.region_id == bindparam("scope_region_id"), model.sandbox == bindparam("scope_sandbox")
+    )
+    return cast(Statement, confined)
+
+
+def scope_parameters(scope: Scope) -> dict[str, Any]:
+    return {"scope_region_id": scope.region_id, "scope_sandbox": scope.sandbox}

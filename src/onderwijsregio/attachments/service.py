@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from onderwijsregio.attachments.filetypes import NAMES, detect
@@ -30,7 +30,7 @@ from onderwijsregio.ids import has_shape, new_id
 from onderwijsregio.middleware import API_PREFIX, SANDBOX_PREFIX
 from onderwijsregio.outbound.client import FetchFailed, fetch
 from onderwijsregio.outbound.urls import UrlNotAllowed, UrlPolicy, check_url
-from onderwijsregio.scope import Scope, scoped
+from onderwijsregio.scope import Scope, scope_parameters, scoped, scoped_by_parameters
 from onderwijsregio.storage.files import FileStore, spooled_file
 
 FETCH_SECONDS = 30.0
@@ -227,14 +227,18 @@ async def of_candidates(
     """Every attachment of these candidates, oldest first."""
     found: dict[str, list[Attachment]] = {candidate_id: [] for candidate_id in candidate_ids}
     if candidate_ids:
-        rows = await session.scalars(
-            scoped(select(Attachment), Attachment, scope)
-            .where(Attachment.candidate_id.in_(list(candidate_ids)))
-            .order_by(Attachment.candidate_id, Attachment.created_at, Attachment.id)
-        )
-        for attachment in rows:
+        parameters = {**scope_parameters(scope), "candidate_ids": list(candidate_ids)}
+        for attachment in await session.scalars(_ATTACHMENTS_OF_CANDIDATES, parameters):
             found[attachment.candidate_id].append(attachment)
     return found
+
+
+# Built once: every candidate read runs it.
+_ATTACHMENTS_OF_CANDIDATES = (
+    scoped_by_parameters(select(Attachment), Attachment)
+    .where(Attachment.candidate_id.in_(bindparam("candidate_ids", expanding=True)))
+    .order_by(Attachment.candidate_id, Attachment.created_at, Attachment.id)
+)
 
 
 async def find_attachment(session: AsyncSession, scope: Scope, attachment_id: str) -> Attachment:

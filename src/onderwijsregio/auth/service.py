@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from onderwijsregio.api_keys import tokens
@@ -14,18 +14,19 @@ from onderwijsregio.errors import Unauthorized
 from onderwijsregio.ids import new_id
 from onderwijsregio.regions.models import Region
 
+# Built once: every request runs it (see scope.scoped_by_parameters for why).
+_KEY_BY_HASH = (
+    select(ApiKey, Region)
+    .outerjoin(Region, Region.id == ApiKey.region_id)
+    .where(ApiKey.secret_hash == bindparam("secret_hash"))
+)
+
 
 async def find_key(session: AsyncSession, presented: str) -> KeyRecord:
     """The active key for a presented secret; every kind of failure is the same Unauthorized."""
     if not tokens.is_well_formed(presented):
         raise Unauthorized()
-    row = (
-        await session.execute(
-            select(ApiKey, Region)
-            .outerjoin(Region, Region.id == ApiKey.region_id)
-            .where(ApiKey.secret_hash == tokens.hash_key(presented))
-        )
-    ).first()
+    row = (await session.execute(_KEY_BY_HASH, {"secret_hash": tokens.hash_key(presented)})).first()
     if row is None:
         raise Unauthorized()
     key, region = row

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Select, String, cast, literal, or_, select, tuple_
+from sqlalchemy import Select, String, bindparam, cast, literal, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from onderwijsregio.attachments.models import Attachment
@@ -23,7 +23,7 @@ from onderwijsregio.engine.models import UNFINISHED, Mutation
 from onderwijsregio.engine.views import mutation_view
 from onderwijsregio.errors import BadRequest, InvalidCursor, NotFound
 from onderwijsregio.ids import has_shape
-from onderwijsregio.scope import Scope, scoped
+from onderwijsregio.scope import Scope, scope_parameters, scoped, scoped_by_parameters
 
 OUTPUT_PROPERTIES = [p for p in INPUT_PROPERTIES if p != "interactions"]
 LIST_PROPERTIES = {"sectors", "functions", "qualifications", "curriculumVitae", "otherAttachments"}
@@ -103,11 +103,17 @@ async def get_candidate(
     candidate = None
     if has_shape(candidate_id, "cand"):
         candidate = await session.scalar(
-            scoped(select(Candidate), Candidate, scope).where(Candidate.id == candidate_id)
+            _CANDIDATE_BY_ID, {**scope_parameters(scope), "candidate_id": candidate_id}
         )
     if candidate is None:
         raise NotFound("Candidate not found")
     return (await views(session, scope, [candidate], shape))[0]
+
+
+# Built once: the read of a candidate by id is the API's most frequent query.
+_CANDIDATE_BY_ID = scoped_by_parameters(select(Candidate), Candidate).where(
+    Candidate.id == bindparam("candidate_id")
+)
 
 
 async def views(

@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, func, select
+from sqlalchemy import BindParameter, Executable, Select, bindparam, delete, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -102,7 +102,8 @@ async def accept(
         if earlier is not None:
             return earlier
     seq = await _next_seq(session, scope, max_queued)
-    session.add(_new_mutation(scope, mutation_id, seq, submission, options))
+    # A plain INSERT: the row is never read back as an object in this transaction.
+    await session.execute(insert(Mutation), [_new_mutation(scope, mutation_id, seq, submission, options)])
     if submission.on_insert is not None:
         submission.on_insert(session, mutation_id)
     await session.flush()
@@ -114,24 +115,24 @@ async def accept(
 
 def _new_mutation(
     scope: Scope, mutation_id: str, seq: int, submission: Submission, options: WriteOptions
-) -> Mutation:
-    return Mutation(
-        region_id=scope.region_id,
-        sandbox=scope.sandbox,
-        id=mutation_id,
-        seq=seq,
-        operation=submission.operation,
-        status="queued",
-        payload={"items": submission.items},
-        resource_ids=submission.resource_ids,
-        results=None,
-        succeeded_count=0,
-        failed_count=0,
-        idempotency_key=options.idempotency_key,
-        callback_url=options.callback_url,
-        attempts=0,
-        created_at=utc_now(),
-    )
+) -> dict[str, Any]:
+    return {
+        "region_id": scope.region_id,
+        "sandbox": scope.sandbox,
+        "id": mutation_id,
+        "seq": seq,
+        "operation": submission.operation,
+        "status": "queued",
+        "payload": {"items": submission.items},
+        "resource_ids": submission.resource_ids,
+        "results": None,
+        "succeeded_count": 0,
+        "failed_count": 0,
+        "idempotency_key": options.idempotency_key,
+        "callback_url": options.callback_url,
+        "attempts": 0,
+        "created_at": utc_now(),
+    }
 
 
 async def _claim_key(
@@ -177,10 +178,25 @@ async def _next_seq(session: AsyncSession, scope: Scope, max_queued: int) -> int
             "Too many unfinished mutations in this region; retry later",
             headers={"retry-after": str(QUEUE_FULL_RETRY_SECONDS)},
         )
-    insert = pg_insert if dialect_name(session) == "postgresql" else sqlite_insert
+    statements = _COUNTER_STATEMENTS[dialect_name(session)]
     key = {"region_id": scope.region_id, "sandbox": scope.sandbox}
+    seq: int = (await session.execute(statements.raise_counter, key)).scalar_one()
+    if seq == 1:
+        await session.execute(statements.new_lane, key)
+    return seq
+
+
+@dataclass(frozen=True)
+class _CounterStatements:
+    raise_counter: Executable
+    new_lane: Executable
+
+
+def _counter_statements(upsert: Callable[..., Any]) -> _CounterStatements:
+    """Built once per dialect (an upsert is spelled per dialect): every acceptance runs them."""
+    key: dict[str, Any] = {"region_id": bindparam("region_id"), "sandbox": bindparam("sandbox")}
     raise_counter = (
-        insert(MutationCounter)
+        upsert(MutationCounter)
         .values(**key, last_accepted_seq=1)
         .on_conflict_do_update(
             index_elements=["region_id", "sandbox"],
@@ -188,21 +204,33 @@ async def _next_seq(session: AsyncSession, scope: Scope, max_queued: int) -> int
         )
         .returning(MutationCounter.last_accepted_seq)
     )
-    seq: int = (await session.execute(raise_counter)).scalar_one()
-    if seq == 1:
-        new_lane = insert(MutationLane).values(**key, last_done_seq=0, change_seq=0, transient_failures=0)
-        await session.execute(new_lane.on_conflict_do_nothing(index_elements=["region_id", "sandbox"]))
-    return seq
+    new_lane = (
+        upsert(MutationLane)
+        .values(**key, last_done_seq=0, change_seq=0, transient_failures=0)
+        .on_conflict_do_nothing(index_elements=["region_id", "sandbox"])
+    )
+    return _CounterStatements(raise_counter, new_lane)
+
+
+_COUNTER_STATEMENTS = {
+    "postgresql": _counter_statements(pg_insert),
+    "sqlite": _counter_statements(sqlite_insert),
+}
+
+
+def _unfinished_statement() -> Select[Any]:
+    region: BindParameter[str] = bindparam("region_id")
+    accepted = region_wide(select(func.sum(MutationCounter.last_accepted_seq)), MutationCounter, region)
+    done = region_wide(select(func.sum(MutationLane.last_done_seq)), MutationLane, region)
+    return select(func.coalesce(accepted.scalar_subquery(), 0) - func.coalesce(done.scalar_subquery(), 0))
+
+
+_UNFINISHED = _unfinished_statement()  # built once: every acceptance runs it
 
 
 async def unfinished_in_region(session: AsyncSession, region_id: str) -> int:
     """Accepted but not yet done, over the region's live and sandbox lanes, in one statement."""
-    accepted = region_wide(select(func.sum(MutationCounter.last_accepted_seq)), MutationCounter, region_id)
-    done = region_wide(select(func.sum(MutationLane.last_done_seq)), MutationLane, region_id)
-    difference = select(
-        func.coalesce(accepted.scalar_subquery(), 0) - func.coalesce(done.scalar_subquery(), 0)
-    )
-    return int(await session.scalar(difference) or 0)
+    return int(await session.scalar(_UNFINISHED, {"region_id": region_id}) or 0)
 
 
 async def forget_expired_keys(session: AsyncSession, scope: Scope) -> int:
