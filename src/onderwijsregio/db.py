@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import JSON, DateTime, MetaData, event
+from sqlalchemy import JSON, DateTime, MetaData, Table, event
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
@@ -25,6 +25,12 @@ NAMING = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+
+
+def table_of(model: type[Any]) -> Table:
+    """A model's table, for Core statements on hot paths: a Core INSERT or upsert costs about half
+    the CPU of the same statement on the ORM class."""
+    return cast(Table, model.__table__)
 
 
 class UtcDateTime(TypeDecorator[datetime]):

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from onderwijsregio.clock import utc_now
-from onderwijsregio.db import dialect_name
+from onderwijsregio.db import dialect_name, table_of
 from onderwijsregio.engine.models import IdempotencyRecord, Mutation, MutationCounter, MutationLane
 from onderwijsregio.engine.views import accepted_view, status_url
 from onderwijsregio.engine.wakeup import MUTATIONS_CHANNEL, Waker, wake_after_commit
@@ -102,8 +102,8 @@ async def accept(
         if earlier is not None:
             return earlier
     seq = await _next_seq(session, scope, max_queued)
-    # A plain INSERT: the row is never read back as an object in this transaction.
-    await session.execute(insert(Mutation), [_new_mutation(scope, mutation_id, seq, submission, options)])
+    # A Core INSERT (half the CPU of the ORM's): the row is never read back as an object here.
+    await session.execute(_INSERT_MUTATION, _new_mutation(scope, mutation_id, seq, submission, options))
     if submission.on_insert is not None:
         submission.on_insert(session, mutation_id)
     await session.flush()
@@ -111,6 +111,9 @@ async def accept(
     return Acceptance(
         accepted_view(mutation_id, submission.operation, submission.resource_ids, url), replayed=False
     )
+
+
+_INSERT_MUTATION = insert(table_of(Mutation))
 
 
 def _new_mutation(
@@ -193,19 +196,21 @@ class _CounterStatements:
 
 
 def _counter_statements(upsert: Callable[..., Any]) -> _CounterStatements:
-    """Built once per dialect (an upsert is spelled per dialect): every acceptance runs them."""
+    """Built once per dialect (an upsert is spelled per dialect): every acceptance runs them. On the
+    tables, not the ORM classes: a Core statement costs half the CPU of an ORM-enabled one."""
     key: dict[str, Any] = {"region_id": bindparam("region_id"), "sandbox": bindparam("sandbox")}
+    counters = table_of(MutationCounter)
     raise_counter = (
-        upsert(MutationCounter)
+        upsert(counters)
         .values(**key, last_accepted_seq=1)
         .on_conflict_do_update(
             index_elements=["region_id", "sandbox"],
-            set_={"last_accepted_seq": MutationCounter.last_accepted_seq + 1},
+            set_={"last_accepted_seq": counters.c.last_accepted_seq + 1},
         )
-        .returning(MutationCounter.last_accepted_seq)
+        .returning(counters.c.last_accepted_seq)
     )
     new_lane = (
-        upsert(MutationLane)
+        upsert(table_of(MutationLane))
         .values(**key, last_done_seq=0, change_seq=0, transient_failures=0)
         .on_conflict_do_nothing(index_elements=["region_id", "sandbox"])
     )

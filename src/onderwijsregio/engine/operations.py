@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from onderwijsregio.db import table_of
 from onderwijsregio.engine.models import Mutation, MutationLane
 from onderwijsregio.outbound.urls import UrlPolicy
 from onderwijsregio.scope import Scope
@@ -53,7 +54,7 @@ class RowBuffer:
     async def write(self, session: AsyncSession) -> None:
         # In the order the tables were first added to: a row is never added before one it refers to.
         for model, rows in self.rows.items():
-            await session.execute(insert(model), rows)
+            await session.execute(insert(table_of(model)), rows)
         self.rows.clear()
 
     def clear(self) -> None:
