@@ -1,6 +1,8 @@
 """The operations the engine can execute, registered by the domains (the engine imports none).
 
-An operation applies a mutation's items one by one, each under its own savepoint. It may also
+An operation applies a mutation's items; the engine runs them together under one savepoint (and
+consecutive mutations of an operation with independent items as one group), and only after a
+failure one by one, each under its own savepoint (engine/apply.py). It may also
 have a prepare step, which the worker runs for every item ahead of the ordered apply, outside any
 database transaction and in parallel (fetching a file, for instance); its result is handed to the
 apply step.
