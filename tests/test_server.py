@@ -8,6 +8,7 @@ import socket
 import stat
 import subprocess
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -211,6 +212,8 @@ def test_serve_runs_several_processes_on_one_port(tmp_path: Path) -> None:
         key = run_cli(["admin", "create-region", "--name", "Twee"], tmp_path, env).stdout.split()[1]
         headers = {"x-api-key": key}
         with serve(tmp_path, env, "--processes", "2") as server:
+            # Healthy means one process answers; on a busy machine the second may start seconds later.
+            _wait_for_log(server.log, "Started server process", times=2)
             with httpx.Client(base_url=server.url, headers=headers, timeout=30) as http:
                 created = [
                     http.post(f"{API}/candidates", json=_person(n)).json()["data"]["mutationId"]
@@ -223,6 +226,13 @@ def test_serve_runs_several_processes_on_one_port(tmp_path: Path) -> None:
         assert sorted(pages) == sorted(f"twee-{n}@example.org" for n in range(6))
         assert log.count("Started server process") == 2
     assert not any(_alive(pid) for pid in children), "a process outlived the stop"
+
+
+def _wait_for_log(log: Callable[[], str], text: str, *, times: int, within: float = 60) -> None:
+    deadline = time.monotonic() + within
+    while log().count(text) < times:
+        assert time.monotonic() < deadline, f"{text!r} not logged {times} times:\n{log()[-2000:]}"
+        time.sleep(0.1)
 
 
 def _person(n: int) -> dict[str, object]:
