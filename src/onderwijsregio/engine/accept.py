@@ -1,9 +1,9 @@
 """Acceptance (contract §2, §2.2, §2.4): a mutation row and its idempotency record, one transaction.
 
 The caller's transaction commits before the 202 is sent, so a 202 is never lost. Raising the lane's
-`last_accepted_seq` row-locks the lane until commit, so every mutation's `seq` is its place in
-commit order: a client that got its 202 before sending the next request always sees them applied
-in that order.
+`last_accepted_seq` row-locks the lane's counter until commit (on PostgreSQL the database does it
+during the commit), so every mutation's `seq` is its place in commit order: a client that got its
+202 before sending the next request always sees them applied in that order.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from typing import Any
 
 import orjson
 from sqlalchemy import BindParameter, Executable, Select, bindparam, delete, func, insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -182,37 +181,31 @@ async def _check_queue(session: AsyncSession, scope: Scope, max_queued: int) -> 
 
 
 async def _insert_numbered(session: AsyncSession, scope: Scope, row: dict[str, Any]) -> None:
-    """Raises the lane's acceptance counter (creating it on first use) and inserts the mutation with
-    the new number as its `seq`. On PostgreSQL in one statement, so the counter's row lock is held
-    for that statement and the commit only (not for the round trips and event-loop turns of two)."""
-    statements = _ACCEPT_STATEMENTS[dialect_name(session)]
+    """Inserts the mutation, numbered with the lane's raised acceptance counter (the lane is created
+    on first use).
+
+    On PostgreSQL the row goes in without a number, and the database numbers it while the transaction
+    commits (a deferred trigger, migration 0007): the counter's row lock, which makes `seq` follow
+    commit order, is then held for the commit only, not from a statement in the transaction until
+    the commit (round trips and event-loop turns during which every other acceptance of the region
+    waited). SQLite has one writer at a time: it numbers in the transaction."""
+    if dialect_name(session) == "postgresql":
+        await session.execute(_INSERT_MUTATION, {**row, "seq": None})
+        return
     key = {"region_id": scope.region_id, "sandbox": scope.sandbox}
-    if statements.raise_and_insert is not None:
-        seq: int = (await session.execute(statements.raise_and_insert, row)).scalar_one()
-    else:
-        seq = (await session.execute(statements.raise_counter, key)).scalar_one()
-        await session.execute(_INSERT_MUTATION, {**row, "seq": seq})
+    seq: int = (await session.execute(_RAISE_COUNTER, key)).scalar_one()
+    await session.execute(_INSERT_MUTATION, {**row, "seq": seq})
     if seq == 1:
-        await session.execute(statements.new_lane, key)
+        await session.execute(_NEW_LANE, key)
 
 
-@dataclass(frozen=True)
-class _AcceptStatements:
-    raise_counter: Executable
-    new_lane: Executable
-    raise_and_insert: Executable | None  # where the dialect can raise and insert in one statement
-
-
-# On the tables, not the ORM classes: a Core statement costs half the CPU of an ORM-enabled one.
-_INSERT_MUTATION = insert(table_of(Mutation))
-
-
-def _accept_statements(upsert: Callable[..., Any], *, in_one: bool) -> _AcceptStatements:
-    """Built once per dialect (an upsert is spelled per dialect): every acceptance runs them."""
+def _sqlite_numbering() -> tuple[Executable, Executable]:
+    """The counter's upsert and the new lane, built once (every acceptance runs them); on the tables,
+    not the ORM classes: a Core statement costs half the CPU of an ORM-enabled one."""
     key: dict[str, Any] = {"region_id": bindparam("region_id"), "sandbox": bindparam("sandbox")}
-    counters, mutations = table_of(MutationCounter), table_of(Mutation)
+    counters = table_of(MutationCounter)
     raise_counter = (
-        upsert(counters)
+        sqlite_insert(counters)
         .values(**key, last_accepted_seq=1)
         .on_conflict_do_update(
             index_elements=["region_id", "sandbox"],
@@ -221,30 +214,15 @@ def _accept_statements(upsert: Callable[..., Any], *, in_one: bool) -> _AcceptSt
         .returning(counters.c.last_accepted_seq)
     )
     new_lane = (
-        upsert(table_of(MutationLane))
+        sqlite_insert(table_of(MutationLane))
         .values(**key, last_done_seq=0, change_seq=0, transient_failures=0)
         .on_conflict_do_nothing(index_elements=["region_id", "sandbox"])
     )
-    raise_and_insert = None
-    if in_one:  # WITH raised AS (upsert … RETURNING) INSERT INTO mutations SELECT …, raised.seq
-        raised = raise_counter.cte("raised")
-        given = [column for column in mutations.c if column.name != "seq"]
-        values = [bindparam(column.name, type_=column.type) for column in given]
-        raise_and_insert = (
-            insert(mutations)
-            .from_select(
-                [*(column.name for column in given), "seq"], select(*values, raised.c.last_accepted_seq)
-            )
-            .returning(mutations.c.seq)
-        )
-    return _AcceptStatements(raise_counter, new_lane, raise_and_insert)
+    return raise_counter, new_lane
 
 
-_ACCEPT_STATEMENTS = {
-    "postgresql": _accept_statements(pg_insert, in_one=True),
-    # SQLite has no data-changing WITH, and one writer at a time anyway.
-    "sqlite": _accept_statements(sqlite_insert, in_one=False),
-}
+_RAISE_COUNTER, _NEW_LANE = _sqlite_numbering()
+_INSERT_MUTATION = insert(table_of(Mutation))
 
 
 def _unfinished_statement() -> Select[Any]:
