@@ -108,7 +108,8 @@ async def test_test_events_redelivery_and_rotation(
     assert tested.status_code == 202, tested.text
     [first] = await wait_for(lambda: _async(posts(receiver, "/t")))
     assert json.loads(first.body)["type"] == "webhook.test"
-    [attempt] = await _deliveries(client, tenant, endpoint["id"])
+    # The attempt is recorded once the receiver's answer is in, a moment after the receiver saw it.
+    [attempt] = await wait_for(lambda: _deliveries(client, tenant, endpoint["id"]))
     rotated = (
         await client.post(f"{API}/webhooks/{endpoint['id']}/rotate-secret", headers=tenant.headers())
     ).json()
@@ -136,7 +137,8 @@ async def test_the_sandbox_reset_clears_deliveries_but_keeps_endpoints(
     endpoint = await subscribe(client, tenant, receiver.url("/s"), ["candidate.created"], prefix=SANDBOX)
     await create(client, tenant, person(), prefix=SANDBOX)
     await wait_for(lambda: _async(posts(receiver, "/s")))
-    assert len(await _deliveries(client, tenant, endpoint["id"], SANDBOX)) == 1
+    recorded = await wait_for(lambda: _deliveries(client, tenant, endpoint["id"], SANDBOX))
+    assert len(recorded) == 1
     reset = await client.post(f"{SANDBOX}/sandbox/reset", headers=tenant.headers())
     await wait_for(lambda: _reset_done(client, tenant, reset.json()["data"]["mutationId"]))
     assert await _deliveries(client, tenant, endpoint["id"], SANDBOX) == []

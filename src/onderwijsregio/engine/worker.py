@@ -272,13 +272,14 @@ class Worker:
         note_applied(finished)
 
     def _groups(self, mutations: list[Mutation], prepared: Prepared) -> list[list[Mutation]]:
-        """Consecutive mutations that may be applied together (apply.together) form one group; every
-        other mutation is a group of its own."""
+        """Consecutive mutations of one operation that may be applied together (apply.together) form one
+        group; every other mutation is a group of its own."""
         groups: list[list[Mutation]] = []
         last_joins = False
         for mutation in mutations:
             joins = mutation.attempts <= self.tuning.max_attempts and together(mutation, prepared.values)
-            if joins and last_joins:
+            # Of one operation only: independence is promised among an operation's own items.
+            if joins and last_joins and groups[-1][0].operation == mutation.operation:
                 groups[-1].append(mutation)
             else:
                 groups.append([mutation])

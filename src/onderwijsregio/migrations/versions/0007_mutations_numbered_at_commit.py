@@ -55,8 +55,9 @@ EXECUTE FUNCTION onderwijsregio_number_mutation()
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    # NULL only from the insert to its commit, which no other transaction sees.
-    op.alter_column("mutations", "seq", nullable=True)
+    # NULL only from the insert to its commit, which no other transaction sees. No default: a row
+    # inserted without a `seq` must be numbered, not given 0 (which the trigger would leave alone).
+    op.alter_column("mutations", "seq", nullable=True, server_default=None)
     op.execute(NUMBERING_FUNCTION)  # one statement per call: the driver prepares each
     op.execute(NUMBERING_TRIGGER)
 
@@ -66,4 +67,4 @@ def downgrade() -> None:
         return
     op.execute("DROP TRIGGER number_mutation_at_commit ON mutations")
     op.execute("DROP FUNCTION onderwijsregio_number_mutation()")
-    op.alter_column("mutations", "seq", nullable=False)
+    op.alter_column("mutations", "seq", nullable=False, server_default="0")
