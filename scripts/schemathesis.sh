@@ -67,4 +67,7 @@ if [ "$STATUS" != 0 ]; then
     echo "schemathesis found failures; the server's log:" >&2
     grep -v '"level":"info"' "$WORK/server.log" | tail -50 >&2
 fi
+# Thousands of generated requests, and no key, token or secret of the run in the server's log.
+"$BIN/python" "$ROOT/scripts/scan_logs.py" "$WORK/server.log" \
+    --secret "$KEY" --secret "$ADMIN" --secret "$SESSION" || STATUS=1
 exit "$STATUS"

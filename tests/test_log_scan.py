@@ -4,6 +4,9 @@ lines and a private scan, never by leaking anything in the real run."""
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 from tests.log_scan import LogScan, _Capture, find_leaks, masked
 
@@ -73,3 +76,28 @@ def test_test_side_loggers_are_not_captured() -> None:
     record = logging.LogRecord("mail.log", logging.INFO, __file__, 1, "RCPT %s", (EMAIL,), None)
     _Capture(scan).handle(record)
     assert scan.lines == []
+
+
+SERVER_LOG_SCANNER = Path(__file__).resolve().parents[1] / "scripts" / "scan_logs.py"
+
+
+def _scan_server_logs(*args: object) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, str(SERVER_LOG_SCANNER), *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_the_server_log_scan_of_ci_finds_credentials_by_shape_and_by_value(tmp_path: Path) -> None:
+    """scripts/scan_logs.py, which CI runs over the conformance and Schemathesis servers' logs."""
+    log = tmp_path / "server.log"
+    log.write_text('{"message":"request","path":"/api/v2/candidates","status":202}\n')
+    assert _scan_server_logs(log).returncode == 0
+    token = "ocs_" + "A1b2-C3d4_" * 4
+    secret = "whsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"
+    for leaked in (KEY, token, secret):
+        log.write_text(f'{{"message":"presented {leaked} was refused"}}\n')
+        result = _scan_server_logs(log)
+        assert result.returncode == 1, leaked
+        assert "server.log:1" in result.stderr and leaked not in result.stderr  # shown masked
+    log.write_text('{"message":"hello plain-secret-value"}\n')
+    assert _scan_server_logs(log, "--secret", "plain-secret-value").returncode == 1
+    assert _scan_server_logs(tmp_path / "nothing-here").returncode == 2
