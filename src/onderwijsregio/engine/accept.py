@@ -101,8 +101,7 @@ async def accept(
         if earlier is not None:
             return earlier
     await _check_queue(session, scope, max_queued)
-    # Everything else comes before the lane's counter is raised: that row stays locked until the
-    # commit, and every acceptance of the region waits for it. (NOTIFY is sent at commit anyway.)
+    # The workers are woken when this commits (a NOTIFY is sent at commit, whenever it is issued).
     await wake_after_commit(session, waker, MUTATIONS_CHANNEL)
     if submission.on_insert is not None:
         submission.on_insert(session, mutation_id)
