@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -74,24 +75,20 @@ async def apply_together(batch: Batch, mutations: list[Mutation]) -> bool | None
     Otherwise as `apply_mutation`: True when outbound deliveries were queued."""
     session, rows = batch.session, RowBuffer()
     contexts = [_context(batch, mutation, rows) for mutation in mutations]
-    try:
-        async with session.begin_nested():
-            outcomes = [
-                await _apply_items(context, mutation, batch.prepared)
-                for context, mutation in zip(contexts, mutations, strict=True)
-            ]
-            await rows.write(session)
-            await session.flush()  # what the applied-steps read (attachments) is in the database
-            for context, mutation, mutation_outcomes in zip(contexts, mutations, outcomes, strict=True):
-                await _conclude(context, mutation, [_result(i, o) for i, o in enumerate(mutation_outcomes)])
-            await rows.write(session)
-            await session.flush()
-    except DBAPIError as error:
-        if is_transient(error):
-            raise
-        await _undone_together(batch, mutations, rows)
-        return None
-    except Exception:  # ItemFailed, or any fault: the one-by-one pass tells which mutation and item
+
+    async def apply_all() -> None:
+        outcomes = [
+            await _apply_items(context, mutation, batch.prepared)
+            for context, mutation in zip(contexts, mutations, strict=True)
+        ]
+        await rows.write(session)
+        await session.flush()  # what the applied-steps read (attachments) is in the database
+        for context, mutation, mutation_outcomes in zip(contexts, mutations, outcomes, strict=True):
+            await _conclude(context, mutation, [_result(i, o) for i, o in enumerate(mutation_outcomes)])
+        await rows.write(session)
+        await session.flush()
+
+    if not await _under_one_savepoint(session, apply_all):
         await _undone_together(batch, mutations, rows)
         return None
     for context in contexts:
@@ -157,25 +154,36 @@ async def _all_at_once(
     if len(items) < 2 or any(isinstance(prepared, ItemFailed) for prepared in given):
         return None
     files_before, events_before = len(context.discarded), len(context.events)
-    try:
-        async with context.session.begin_nested():
-            outcomes = []
-            for item, prepared in zip(items, given, strict=True):
-                outcomes.append(await operation.apply_item(context, item, prepared))
-                if not operation.independent_items:
-                    await context.session.flush()
-            await context.rows.write(context.session)
-            await context.session.flush()
-    except DBAPIError as error:
-        if is_transient(error):
-            raise
-        outcomes = None
-    except Exception:  # ItemFailed, or any fault: the one-by-one pass tells which item and why
-        outcomes = None
-    if outcomes is None:
+    outcomes: list[ItemOutcome] = []
+
+    async def apply_all() -> None:
+        for item, prepared in zip(items, given, strict=True):
+            outcomes.append(await operation.apply_item(context, item, prepared))
+            if not operation.independent_items:
+                await context.session.flush()
+        await context.rows.write(context.session)
+        await context.session.flush()
+
+    if not await _under_one_savepoint(context.session, apply_all):
         await _forget_undone(context, files_before, events_before)
         return None
     return [_result(index, outcome) for index, outcome in enumerate(outcomes)]
+
+
+async def _under_one_savepoint(session: AsyncSession, work: Callable[[], Awaitable[None]]) -> bool:
+    """Runs `work` under a savepoint; False when it failed and was rolled back, for the caller to
+    retry its parts one by one (an ItemFailed, or any fault: the finer pass tells which and why). A
+    transient database error is raised instead: the whole batch backs off and keeps its place."""
+    try:
+        async with session.begin_nested():
+            await work()
+    except DBAPIError as error:
+        if is_transient(error):
+            raise
+        return False
+    except Exception:
+        return False
+    return True
 
 
 async def _forget_undone(context: ApplyContext, files_before: int, events_before: int) -> None:
