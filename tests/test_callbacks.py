@@ -20,8 +20,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks.webhooks import Webhook
 
-from onderwijsregio.engine.callbacks import RETRY_SCHEDULE, Outcome, next_attempt
 from onderwijsregio.engine.models import CallbackDelivery
+from onderwijsregio.engine.outbox import RETRY_SCHEDULE, Outcome, next_attempt
 from onderwijsregio.scope import Scope, scoped
 from tests.conftest import Tenant
 from tests.engine_helpers import accepted, final

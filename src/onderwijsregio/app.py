@@ -29,7 +29,7 @@ from onderwijsregio.config import Settings, get_settings
 from onderwijsregio.context import AppContext
 from onderwijsregio.cursors import CursorCodec
 from onderwijsregio.db import make_engine, make_sessionmaker
-from onderwijsregio.engine.callbacks import retry_jitter
+from onderwijsregio.engine.outbox import retry_jitter
 from onderwijsregio.engine.runtime import Engine
 from onderwijsregio.engine.signing import SecretBox
 from onderwijsregio.engine.worker import EngineTuning

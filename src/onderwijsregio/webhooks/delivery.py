@@ -9,31 +9,25 @@ An endpoint answering 410, or failing for three days, is disabled with the reaso
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import secrets
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import httpx
 import orjson
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from onderwijsregio.engine.callbacks import Outcome, next_attempt, retry_after_seconds
-from onderwijsregio.engine.signing import SecretBox, SigningKeys, signature_headers
+from onderwijsregio.engine.outbox import DispatchLoop, Outcome, Signed, next_attempt, post_signed
+from onderwijsregio.engine.signing import SecretBox, SigningKeys
 from onderwijsregio.engine.wakeup import Waker
 from onderwijsregio.ids import new_id
 from onderwijsregio.metrics.registry import WEBHOOK_FAILURES, note_delivery_failure
-from onderwijsregio.outbound import client
-from onderwijsregio.outbound.urls import UrlNotAllowed, UrlPolicy
+from onderwijsregio.outbound.urls import UrlPolicy
 from onderwijsregio.scope import Scope, scoped
 from onderwijsregio.webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
 
-log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=20)  # longer than one attempt may take (15 s), so only a dead sender loses it
 CLAIM_SIZE = 50
 PER_ENDPOINT = 4
@@ -50,37 +44,17 @@ class WebhookDispatcher:
     jitter: Callable[[], float]
     concurrency: int = 32
     _in_flight: Counter[str] = field(default_factory=Counter)
-    _running: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def run_forever(self) -> None:
-        slots = asyncio.Semaphore(self.concurrency)
-        while True:
-            try:
-                claimed = await self.claim()
-            except Exception as error:
-                log.warning("webhook claim failed: %s", type(error).__name__)
-                claimed = []
-            for key in claimed:
-                await slots.acquire()
-                task = asyncio.create_task(self._deliver_then_release(key, slots))
-                self._running.add(task)
-                task.add_done_callback(self._running.discard)
-            if not claimed:
-                await self.waker.wait(1.0)
-
-    async def _deliver_then_release(self, key: tuple[Scope, str, str], slots: asyncio.Semaphore) -> None:
-        try:
-            await self.deliver_claimed(key)
-        finally:
-            slots.release()
+        await DispatchLoop(
+            "webhook", self.claim, self.deliver_claimed, self.waker, self.concurrency, full_claim=1
+        ).run_forever()
 
     async def deliver_claimed(self, key: tuple[Scope, str, str]) -> None:
         """Delivers a message `claim` returned, and frees its endpoint's place."""
         scope, message_id, endpoint_id = key
         try:
             await self.deliver(scope, message_id)
-        except Exception as error:
-            log.warning("webhook delivery failed: %s", type(error).__name__)
         finally:
             self._in_flight[endpoint_id] -= 1
             self.waker.notify()  # its endpoint has room again: claim its next message now
@@ -123,7 +97,9 @@ class WebhookDispatcher:
                 return
             url, keys = endpoint.url, self._keys(endpoint)
         started = time.monotonic()
-        outcome = await self._send(url, keys, message)
+        # The event's id is the `webhook-id`: the same on every attempt and redelivery.
+        signed = Signed(url, orjson.dumps(message.body), keys, message.event_id, "onderwijsregio-webhooks/2")
+        outcome = await post_signed(signed, self.policy)
         await self._record(scope, message_id, outcome, int((time.monotonic() - started) * 1000))
 
     def _keys(self, endpoint: WebhookEndpoint) -> SigningKeys:
@@ -135,36 +111,6 @@ class WebhookDispatcher:
         ):
             previous = self.box.open(endpoint.previous_secret)
         return SigningKeys(self.box.open(endpoint.secret), endpoint.created_at, previous)
-
-    async def _send(self, url: str, keys: SigningKeys, message: WebhookMessage) -> Outcome:
-        body = orjson.dumps(message.body)
-        headers = {
-            "content-type": "application/json",
-            "user-agent": "onderwijsregio-webhooks/2",
-            **signature_headers(
-                keys,
-                message_id=message.event_id,  # stable across attempts and redeliveries
-                timestamp=int(time.time()),
-                nonce=secrets.token_hex(16),
-                path_and_query=httpx.URL(url).raw_path.decode("ascii"),
-                body=body,
-            ),
-        }
-        try:
-            answer = await client.post(url, body, headers, policy=self.policy)
-        except UrlNotAllowed:
-            return Outcome(None, "url_not_allowed")
-        except TimeoutError:
-            return Outcome(None, "timeout")
-        except Exception as error:  # connection refused, TLS, protocol errors
-            return Outcome(None, type(error).__name__)
-        wait = (
-            retry_after_seconds(answer.headers.get("retry-after"))
-            if answer.status_code in (429, 503)
-            else None
-        )
-        problem = None if 200 <= answer.status_code < 300 else f"HTTP {answer.status_code}"
-        return Outcome(answer.status_code, problem, wait)
 
     async def _record(self, scope: Scope, message_id: str, outcome: Outcome, duration_ms: int) -> None:
         now = self.clock()
