@@ -29,21 +29,18 @@ import platform
 import random
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 
 from onderwijsregio.clock import to_rfc3339
@@ -54,13 +51,22 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as `python bench/read_bench.py`: only bench/ is on the path
     sys.path.insert(0, str(ROOT))
 
+from bench.engine_bench import (  # noqa: E402
+    BenchError,
+    Child,
+    Children,
+    cpu_seconds,
+    free_port,
+    pg_connect,
+    recreate_pg_database,
+    say,
+)
 from bench.loadgen import percentile  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = Path(sys.executable)
 CLI = PYTHON.with_name("onderwijsregio")
 HOST = "127.0.0.1"
-PG_ADMIN_DATABASE = "postgres"  # only for CREATE/DROP DATABASE
 PG_BENCH_DATABASE = "oreg_read_bench"
 API = "/api/v2"
 RAISED_LIMITS: dict[str, Any] = {
@@ -89,107 +95,6 @@ COLUMNS = (
     "updated_at",
 )
 SQLITE_BATCH = 50_000  # rows per transaction
-
-
-class BenchError(Exception):
-    pass
-
-
-def say(text: str) -> None:
-    print(text, flush=True)
-
-
-# ---------------------------------------------------------------------------------------------
-# processes (as in engine_bench.py)
-
-
-@dataclass
-class Child:
-    name: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
-@dataclass
-class Children:
-    """Every process this benchmark starts, each in its own process group; stop_all() ends them all."""
-
-    workdir: Path
-    env: dict[str, str]
-    running: list[Child] = field(default_factory=list)
-    counter: int = 0
-
-    def start(self, name: str, argv: list[str]) -> Child:
-        self.counter += 1
-        log_path = self.workdir / f"{self.counter:02d}-{name}.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                argv,
-                cwd=self.workdir,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        child = Child(name, process, log_path)
-        self.running.append(child)
-        return child
-
-    def stop(self, child: Child, timeout: float = 15.0) -> None:
-        if child.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.process.pid, signal.SIGTERM)
-            try:
-                child.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(child.process.pid, signal.SIGKILL)
-                child.process.wait()
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(child.process.pid, signal.SIGKILL)
-        if child in self.running:
-            self.running.remove(child)
-
-    def stop_all(self) -> None:
-        for child in list(reversed(self.running)):
-            self.stop(child)
-
-    def run(self, name: str, argv: list[str], timeout: float = 120.0) -> str:
-        """A short command to completion; its output."""
-        child = self.start(name, argv)
-        try:
-            code = child.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.stop(child)
-            raise BenchError(f"{name} did not finish in {timeout:.0f} s:\n{child.log_tail()}") from None
-        self.stop(child)
-        if code != 0:
-            raise BenchError(f"{name} exited with {code}:\n{child.log_tail()}")
-        return child.log_path.read_text(errors="replace")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a running process, from /proc."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return math.nan
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,22 +158,6 @@ def make_dataset(region_id: str, count: int) -> Dataset:
     now = datetime.now(UTC)
     now = now.replace(microsecond=now.microsecond // 1000 * 1000)
     return Dataset(region_id, ids, now - timedelta(milliseconds=count))
-
-
-async def pg_connect(port: int, database: str) -> Any:
-    return await asyncpg.connect(host=HOST, port=port, user="postgres", database=database)
-
-
-async def recreate_pg_database(port: int) -> None:
-    try:
-        admin = await pg_connect(port, PG_ADMIN_DATABASE)
-    except (OSError, asyncpg.PostgresError) as error:
-        raise BenchError(f"PostgreSQL at {HOST}:{port} (user postgres): {error}") from None
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{PG_BENCH_DATABASE}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{PG_BENCH_DATABASE}"')
-    finally:
-        await admin.close()
 
 
 async def load_postgresql(dataset: Dataset, port: int) -> None:
@@ -619,7 +508,7 @@ def parse(argv: list[str] | None) -> Options:
 
 async def amain(options: Options, workdir: Path, children: Children) -> int:
     if options.database == "postgresql":
-        await recreate_pg_database(options.pg_port)
+        await recreate_pg_database(options.pg_port, PG_BENCH_DATABASE)
     bench = Bench(options, children, workdir)
     task, loop = asyncio.current_task(), asyncio.get_running_loop()
     assert task is not None
