@@ -259,7 +259,6 @@ async def test_the_dispatcher_gives_up_after_the_last_retry(
     later = datetime.now(UTC) + timedelta(days=3650)
     engine = app.state.context.engine
     dispatcher = CallbackDispatcher(
-        sessions,
         write_sessions,
         engine.callbacks_waker,
         engine.box,

@@ -43,7 +43,6 @@ CLAIM_SIZE = 20
 
 @dataclass
 class CallbackDispatcher:
-    sessions: async_sessionmaker[AsyncSession]
     write_sessions: async_sessionmaker[AsyncSession]
     waker: Waker
     box: SecretBox

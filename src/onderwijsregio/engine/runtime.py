@@ -57,7 +57,6 @@ class Engine:
         name = f"{socket.gethostname()}:{os.getpid()}:{number}"
         return Worker(
             name,
-            self.sessions,
             self.write_sessions,
             self.mutations_waker,
             self.callbacks_waker,
@@ -67,9 +66,7 @@ class Engine:
         )
 
     def dispatcher(self) -> CallbackDispatcher:
-        return CallbackDispatcher(
-            self.sessions, self.write_sessions, self.callbacks_waker, self.box, self.policy
-        )
+        return CallbackDispatcher(self.write_sessions, self.callbacks_waker, self.box, self.policy)
 
     def start(self, workers: int, outboxes: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()) -> None:
         """Starts the background tasks, the domains' outbox senders (`outboxes`) among them; with no

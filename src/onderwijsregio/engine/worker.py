@@ -24,6 +24,8 @@ from typing import Any
 from sqlalchemy import case, func, literal, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import defer
+from sqlalchemy.orm.attributes import set_committed_value
 
 from onderwijsregio.clock import utc_now
 from onderwijsregio.db import UtcDateTime
@@ -76,6 +78,14 @@ class Claim:
     through_seq: int
 
 
+@dataclass(frozen=True)
+class Claimed:
+    """A claim and its batch as read in the claiming transaction (detached: read, never written)."""
+
+    claim: Claim
+    batch: Sequence[Mutation]
+
+
 class LeaseLost(Exception):
     """Another worker took the lane over (our lease ran out): our batch must not be applied."""
 
@@ -90,7 +100,6 @@ class Prepared:
 @dataclass
 class Worker:
     name: str
-    sessions: async_sessionmaker[AsyncSession]
     write_sessions: async_sessionmaker[AsyncSession]
     mutations_waker: Waker
     callbacks_waker: Waker
@@ -113,13 +122,13 @@ class Worker:
 
     async def run_once(self) -> bool:
         """Applies one batch of one lane; False when no lane has work."""
-        claim = await self.claim()
-        if claim is None:
+        claimed = await self.claim()
+        if claimed is None:
             return False
-        await self.process(claim)
+        await self.process(claimed)
         return True
 
-    async def claim(self) -> Claim | None:
+    async def claim(self) -> Claimed | None:
         now = utc_now()
         async with self.write_sessions() as session, session.begin():
             for lane, accepted in await _lanes_with_work(session, now):
@@ -151,16 +160,15 @@ class Worker:
                     min(accepted, lane.last_done_seq + size),
                 )
                 await _mark_processing(session, claim, now)
-                return claim
+                return Claimed(claim, await _batch(session, claim))
         return None
 
-    async def process(self, claim: Claim) -> None:
+    async def process(self, claimed: Claimed) -> None:
+        claim = claimed.claim
         try:
-            async with self.sessions() as session:
-                batch = await _batch(session, claim)
             async with self._lease_kept(claim):
-                prepared = await self._prepare(claim.scope, batch)
-            await self._apply(claim, prepared)
+                prepared = await self._prepare(claim.scope, claimed.batch)
+            await self._apply(claimed, prepared)
         except LeaseLost:
             log.warning("worker %s lost its lease; the batch is left to the new holder", self.name)
         except asyncio.CancelledError:
@@ -230,9 +238,9 @@ class Worker:
         )
         return prepared
 
-    async def _apply(self, claim: Claim, prepared: Prepared) -> None:
+    async def _apply(self, claimed: Claimed, prepared: Prepared) -> None:
         discarded: list[str] = []
-        await self._apply_batch(claim, prepared, discarded)
+        await self._apply_batch(claimed, prepared, discarded)
         await self._delete_files(discarded)
 
     async def _delete_files(self, keys: list[str]) -> None:
@@ -244,7 +252,8 @@ class Worker:
         except Exception as error:
             log.warning("deleting %d stored files failed: %s", len(keys), type(error).__name__)
 
-    async def _apply_batch(self, claim: Claim, prepared: Prepared, discarded: list[str]) -> None:
+    async def _apply_batch(self, claimed: Claimed, prepared: Prepared, discarded: list[str]) -> None:
+        claim = claimed.claim
         finished: list[tuple[str, int, int]] = []  # counted once committed, not when merely tried
         async with self.write_sessions() as session, session.begin():
             lane = await session.scalar(
@@ -255,7 +264,7 @@ class Worker:
             now = utc_now()
             callbacks = False
             batch = Batch(session, lane, prepared.values, now, discarded)
-            unfinished = [m for m in await _batch(session, claim) if m.status not in FINAL]
+            unfinished = [m for m in await _batch_to_apply(session, claimed) if m.status not in FINAL]
             for group in self._groups(unfinished, prepared):
                 queued = await apply_together(batch, group) if len(group) > 1 else None
                 if queued is None:  # alone, or the group failed somewhere: one by one
@@ -385,6 +394,25 @@ async def _batch(session: AsyncSession, claim: Claim) -> Sequence[Mutation]:
             .order_by(Mutation.seq)
         )
     ).all()
+
+
+async def _batch_to_apply(session: AsyncSession, claimed: Claimed) -> list[Mutation]:
+    """The batch again, now in the applying transaction, but with the payloads read when it was
+    claimed: they do not change once accepted, and decoding each twice cost the worker time."""
+    payloads = {mutation.id: mutation.payload for mutation in claimed.batch}
+    batch = await session.scalars(
+        scoped(select(Mutation), Mutation, claimed.claim.scope)
+        .where(Mutation.seq > claimed.claim.after_seq, Mutation.seq <= claimed.claim.through_seq)
+        .order_by(Mutation.seq)
+        .options(defer(Mutation.payload))
+    )
+    mutations = list(batch)
+    for mutation in mutations:
+        if mutation.id in payloads:
+            set_committed_value(mutation, "payload", payloads[mutation.id])
+        else:  # not in the claimed read, which the lease rules out; read it rather than guess
+            await session.refresh(mutation, ["payload"])
+    return mutations
 
 
 async def _give_up_on_head(session: AsyncSession, lane: MutationLane, claim: Claim, now: datetime) -> None:
