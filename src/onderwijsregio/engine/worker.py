@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, literal, or_, select, update
+from sqlalchemy import bindparam, case, func, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import defer
@@ -52,7 +52,7 @@ from onderwijsregio.engine.operations import (
 from onderwijsregio.engine.wakeup import CALLBACKS_CHANNEL, Waker, wake_after_commit
 from onderwijsregio.metrics.registry import note_applied
 from onderwijsregio.outbound.urls import UrlPolicy
-from onderwijsregio.scope import Scope, scoped
+from onderwijsregio.scope import Scope, scope_parameters, scoped, scoped_by_parameters
 from onderwijsregio.storage.files import FileStore
 
 log = logging.getLogger(__name__)
@@ -256,9 +256,7 @@ class Worker:
         claim = claimed.claim
         finished: list[tuple[str, int, int]] = []  # counted once committed, not when merely tried
         async with self.write_sessions() as session, session.begin():
-            lane = await session.scalar(
-                scoped(select(MutationLane), MutationLane, claim.scope).with_for_update()
-            )
+            lane = await session.scalar(_LANE_FOR_UPDATE, scope_parameters(claim.scope))
             if lane is None or lane.lease_token != claim.token:
                 raise LeaseLost()
             now = utc_now()
@@ -314,9 +312,7 @@ class Worker:
         )
         try:
             async with self.write_sessions() as session, session.begin():
-                lane = await session.scalar(
-                    scoped(select(MutationLane), MutationLane, claim.scope).with_for_update()
-                )
+                lane = await session.scalar(_LANE_FOR_UPDATE, scope_parameters(claim.scope))
                 if lane is None or lane.lease_token != claim.token:
                     return
                 now = utc_now()
@@ -346,73 +342,78 @@ def _to_prepare(operation_name: str, item: dict[str, Any]) -> bool:
 
 async def _lanes_with_work(session: AsyncSession, now: datetime) -> list[tuple[MutationLane, int]]:
     """Lanes with accepted mutations not yet done, free and not backing off; longest unserved first."""
-    rows = await session.execute(
-        select(MutationLane, MutationCounter.last_accepted_seq)
-        .join(
-            MutationCounter,
-            (MutationCounter.region_id == MutationLane.region_id)
-            & (MutationCounter.sandbox == MutationLane.sandbox),
-        )
-        .where(
-            MutationCounter.last_accepted_seq > MutationLane.last_done_seq,
-            or_(MutationLane.locked_until.is_(None), MutationLane.locked_until < now),
-            or_(MutationLane.available_at.is_(None), MutationLane.available_at <= now),
-        )
-        .order_by(MutationLane.last_claimed_at.asc().nulls_first())
-        .limit(5)
-        .execution_options(cross_region=True)  # choosing which region to serve next
-    )
-    return [(lane, accepted) for lane, accepted in rows]
+    return [(lane, accepted) for lane, accepted in await session.execute(_LANES_WITH_WORK, {"now": now})]
 
 
 async def _mark_processing(session: AsyncSession, claim: Claim, now: datetime) -> None:
-    await session.execute(
-        scoped(update(Mutation), Mutation, claim.scope)
-        .where(
-            Mutation.seq > claim.after_seq, Mutation.seq <= claim.through_seq, Mutation.status.in_(UNFINISHED)
-        )
-        .values(
-            status="processing",
-            # never before its acceptance: `now` was read before this claim waited for the write lock
-            started_at=func.coalesce(
-                Mutation.started_at,
-                case(
-                    (Mutation.created_at > literal(now, UtcDateTime()), Mutation.created_at),
-                    else_=literal(now, UtcDateTime()),
-                ),
-            ),
-            attempts=Mutation.attempts + 1,
-        )
-    )
+    await session.execute(_MARK_PROCESSING, {**_range_of(claim), "now": now})
 
 
 async def _batch(session: AsyncSession, claim: Claim) -> Sequence[Mutation]:
-    return (
-        await session.scalars(
-            scoped(select(Mutation), Mutation, claim.scope)
-            .where(Mutation.seq > claim.after_seq, Mutation.seq <= claim.through_seq)
-            .order_by(Mutation.seq)
-        )
-    ).all()
+    return (await session.scalars(_BATCH, _range_of(claim))).all()
 
 
 async def _batch_to_apply(session: AsyncSession, claimed: Claimed) -> list[Mutation]:
     """The batch again, now in the applying transaction, but with the payloads read when it was
     claimed: they do not change once accepted, and decoding each twice cost the worker time."""
     payloads = {mutation.id: mutation.payload for mutation in claimed.batch}
-    batch = await session.scalars(
-        scoped(select(Mutation), Mutation, claimed.claim.scope)
-        .where(Mutation.seq > claimed.claim.after_seq, Mutation.seq <= claimed.claim.through_seq)
-        .order_by(Mutation.seq)
-        .options(defer(Mutation.payload))
-    )
-    mutations = list(batch)
+    mutations = list(await session.scalars(_BATCH_WITHOUT_PAYLOADS, _range_of(claimed.claim)))
     for mutation in mutations:
         if mutation.id in payloads:
             set_committed_value(mutation, "payload", payloads[mutation.id])
         else:  # not in the claimed read, which the lease rules out; read it rather than guess
             await session.refresh(mutation, ["payload"])
     return mutations
+
+
+def _range_of(claim: Claim) -> dict[str, Any]:
+    return {**scope_parameters(claim.scope), "after_seq": claim.after_seq, "through_seq": claim.through_seq}
+
+
+# Built once (see scope.scoped_by_parameters): the worker runs them for every batch.
+_BATCH = (
+    scoped_by_parameters(select(Mutation), Mutation)
+    .where(Mutation.seq > bindparam("after_seq"), Mutation.seq <= bindparam("through_seq"))
+    .order_by(Mutation.seq)
+)
+_BATCH_WITHOUT_PAYLOADS = _BATCH.options(defer(Mutation.payload))
+_LANE_FOR_UPDATE = scoped_by_parameters(select(MutationLane), MutationLane).with_for_update()
+_NOW = bindparam("now", type_=UtcDateTime())
+_LANES_WITH_WORK = (
+    select(MutationLane, MutationCounter.last_accepted_seq)
+    .join(
+        MutationCounter,
+        (MutationCounter.region_id == MutationLane.region_id)
+        & (MutationCounter.sandbox == MutationLane.sandbox),
+    )
+    .where(
+        MutationCounter.last_accepted_seq > MutationLane.last_done_seq,
+        or_(MutationLane.locked_until.is_(None), MutationLane.locked_until < _NOW),
+        or_(MutationLane.available_at.is_(None), MutationLane.available_at <= _NOW),
+    )
+    .order_by(MutationLane.last_claimed_at.asc().nulls_first())
+    .limit(5)
+    .execution_options(cross_region=True)  # choosing which region to serve next
+)
+_MARK_PROCESSING = (
+    scoped_by_parameters(update(Mutation), Mutation)
+    .where(
+        Mutation.seq > bindparam("after_seq"),
+        Mutation.seq <= bindparam("through_seq"),
+        Mutation.status.in_(UNFINISHED),
+    )
+    .values(
+        status="processing",
+        # never before its acceptance: `now` was read before this claim waited for the write lock
+        started_at=func.coalesce(
+            Mutation.started_at,
+            case((Mutation.created_at > _NOW, Mutation.created_at), else_=_NOW),
+        ),
+        attempts=Mutation.attempts + 1,
+    )
+    # The batch is read afresh after this; nothing in the session needs to follow it.
+    .execution_options(synchronize_session=False)
+)
 
 
 async def _give_up_on_head(session: AsyncSession, lane: MutationLane, claim: Claim, now: datetime) -> None:

@@ -13,7 +13,7 @@ from onderwijsregio.clock import utc_now
 from onderwijsregio.engine.models import Mutation
 from onderwijsregio.engine.operations import ApplyContext, on_cleanup, on_mutation_applied, on_sandbox_reset
 from onderwijsregio.ids import new_id
-from onderwijsregio.scope import scoped
+from onderwijsregio.scope import scope_parameters, scoped, scoped_by_parameters
 from onderwijsregio.storage.files import FileStore
 from onderwijsregio.webhooks.models import Event, WebhookAttempt, WebhookEndpoint, WebhookMessage
 from onderwijsregio.webhooks.service import event_body, new_message
@@ -59,15 +59,15 @@ async def _enabled_endpoints(context: ApplyContext) -> list[WebhookEndpoint]:
     """Read once per batch: endpoints change in API transactions, never inside a batch."""
     cached: list[WebhookEndpoint] | None = context.batch_cache.get("webhook_endpoints")
     if cached is None:
-        cached = list(
-            await context.session.scalars(
-                scoped(select(WebhookEndpoint), WebhookEndpoint, context.scope).where(
-                    WebhookEndpoint.enabled.is_(True)
-                )
-            )
-        )
-        context.batch_cache["webhook_endpoints"] = cached
+        found = await context.session.scalars(_ENABLED_ENDPOINTS, scope_parameters(context.scope))
+        cached = context.batch_cache["webhook_endpoints"] = list(found)
     return cached
+
+
+# Built once (see scope.scoped_by_parameters): every batch runs it.
+_ENABLED_ENDPOINTS = scoped_by_parameters(select(WebhookEndpoint), WebhookEndpoint).where(
+    WebhookEndpoint.enabled.is_(True)
+)
 
 
 @on_sandbox_reset
