@@ -25,7 +25,7 @@ from onderwijsregio.clock import utc_now
 from onderwijsregio.db import dialect_name, table_of
 from onderwijsregio.engine.models import IdempotencyRecord, Mutation, MutationCounter, MutationLane
 from onderwijsregio.engine.views import accepted_view, status_url
-from onderwijsregio.engine.wakeup import MUTATIONS_CHANNEL, Waker, wake_after_commit
+from onderwijsregio.engine.wakeup import Waker, wake_here_after_commit
 from onderwijsregio.errors import IdempotencyKeyInUse, IdempotencyKeyReused, QueueFull
 from onderwijsregio.ids import new_id
 from onderwijsregio.scope import Scope, region_wide, scoped
@@ -101,8 +101,9 @@ async def accept(
         if earlier is not None:
             return earlier
     await _check_queue(session, scope, max_queued)
-    # The workers are woken when this commits (a NOTIFY is sent at commit, whenever it is issued).
-    await wake_after_commit(session, waker, MUTATIONS_CHANNEL)
+    # The workers are woken when this commits: this process's in-process; on PostgreSQL, those of
+    # other processes by the NOTIFY that inserting a mutation sends (migration 0008).
+    wake_here_after_commit(session, waker)
     if submission.on_insert is not None:
         submission.on_insert(session, mutation_id)
         await session.flush()

@@ -15,11 +15,13 @@ import asyncpg
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from onderwijsregio.db import dialect_name
 
 log = logging.getLogger(__name__)
 
+# PostgreSQL sends this one itself when a mutation is inserted (migration 0008).
 MUTATIONS_CHANNEL = "onderwijsregio_mutations"
 CALLBACKS_CHANNEL = "onderwijsregio_callbacks"
 MAIL_CHANNEL = "onderwijsregio_mail"
@@ -42,7 +44,23 @@ async def wake_after_commit(session: AsyncSession, waker: Waker, channel: str) -
     """Other processes hear of it through NOTIFY (sent at commit); this one once the commit is done."""
     if dialect_name(session) == "postgresql":
         await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel})
-    event.listen(session.sync_session, "after_commit", lambda _session: waker.notify(), once=True)
+    wake_here_after_commit(session, waker)
+
+
+def wake_here_after_commit(session: AsyncSession, waker: Waker) -> None:
+    """This process's `waker`, once the session's transaction commits."""
+    session.sync_session.info.setdefault(_WAKERS, set()).add(waker)
+
+
+_WAKERS = "onderwijsregio_wakers"
+
+
+# One listener for every session, rather than one added per transaction: adding a listener cost more
+# CPU than the rest of an acceptance's wake-up.
+@event.listens_for(Session, "after_commit")
+def _notify_wakers(session: Session) -> None:
+    for waker in session.info.pop(_WAKERS, ()):
+        waker.notify()
 
 
 async def listen_forever(database_url: str, wakers: dict[str, Waker]) -> None:
