@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from onderwijsregio.clock import utc_now
 from onderwijsregio.engine.models import CallbackDelivery, Mutation, MutationLane
@@ -36,6 +37,9 @@ class Batch:
     lane: MutationLane
     prepared: dict[tuple[str, int], Any]  # the prepare steps' results, by (mutation id, item index)
     now: datetime
+    # The payloads as read when the batch was claimed, by mutation id: the batch is read again
+    # without them (worker._batch_to_apply), and a refresh would leave them unloaded.
+    payloads: dict[str, Any]
     discarded: list[str] = field(default_factory=list)  # stored files to delete after the commit
     # What apply steps read once per batch rather than once per mutation (ApplyContext.batch_cache).
     cache: dict[str, Any] = field(default_factory=dict)
@@ -124,6 +128,7 @@ async def _undone_together(batch: Batch, mutations: list[Mutation], rows: RowBuf
     rows.clear()
     for mutation in mutations:
         await batch.session.refresh(mutation)
+        set_committed_value(mutation, "payload", batch.payloads[mutation.id])
     await batch.session.refresh(batch.lane)
 
 

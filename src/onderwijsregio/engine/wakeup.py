@@ -48,7 +48,8 @@ async def wake_after_commit(session: AsyncSession, waker: Waker, channel: str) -
 
 
 def wake_here_after_commit(session: AsyncSession, waker: Waker) -> None:
-    """This process's `waker`, once the session's transaction commits."""
+    """This process's `waker`, once the session's transaction commits (not when a savepoint is
+    released)."""
     session.sync_session.info.setdefault(_WAKERS, set()).add(waker)
 
 
@@ -59,6 +60,8 @@ _WAKERS = "onderwijsregio_wakers"
 # CPU than the rest of an acceptance's wake-up.
 @event.listens_for(Session, "after_commit")
 def _notify_wakers(session: Session) -> None:
+    if session.in_nested_transaction():  # a savepoint released: the transaction goes on
+        return
     for waker in session.info.pop(_WAKERS, ()):
         waker.notify()
 

@@ -261,8 +261,9 @@ class Worker:
                 raise LeaseLost()
             now = utc_now()
             callbacks = False
-            batch = Batch(session, lane, prepared.values, now, discarded)
-            unfinished = [m for m in await _batch_to_apply(session, claimed) if m.status not in FINAL]
+            payloads = {mutation.id: mutation.payload for mutation in claimed.batch}
+            batch = Batch(session, lane, prepared.values, now, payloads, discarded)
+            unfinished = [m for m in await _batch_to_apply(session, claim, payloads) if m.status not in FINAL]
             for group in self._groups(unfinished, prepared):
                 queued = await apply_together(batch, group) if len(group) > 1 else None
                 if queued is None:  # alone, or the group failed somewhere: one by one
@@ -353,16 +354,17 @@ async def _batch(session: AsyncSession, claim: Claim) -> Sequence[Mutation]:
     return (await session.scalars(_BATCH, _range_of(claim))).all()
 
 
-async def _batch_to_apply(session: AsyncSession, claimed: Claimed) -> list[Mutation]:
+async def _batch_to_apply(session: AsyncSession, claim: Claim, payloads: dict[str, Any]) -> list[Mutation]:
     """The batch again, now in the applying transaction, but with the payloads read when it was
-    claimed: they do not change once accepted, and decoding each twice cost the worker time."""
-    payloads = {mutation.id: mutation.payload for mutation in claimed.batch}
-    mutations = list(await session.scalars(_BATCH_WITHOUT_PAYLOADS, _range_of(claimed.claim)))
+    claimed (`payloads`): they do not change once accepted, and decoding each twice cost the worker
+    time."""
+    mutations = list(await session.scalars(_BATCH_WITHOUT_PAYLOADS, _range_of(claim)))
     for mutation in mutations:
         if mutation.id in payloads:
             set_committed_value(mutation, "payload", payloads[mutation.id])
         else:  # not in the claimed read, which the lease rules out; read it rather than guess
             await session.refresh(mutation, ["payload"])
+            payloads[mutation.id] = mutation.payload
     return mutations
 
 
