@@ -18,6 +18,7 @@ from onderwijsregio.engine.operations import (
     ApplyContext,
     ItemFailed,
     ItemOutcome,
+    LaneCounters,
     Operation,
     RowBuffer,
     mutation_applied_steps,
@@ -43,6 +44,11 @@ class Batch:
     discarded: list[str] = field(default_factory=list)  # stored files to delete after the commit
     # What apply steps read once per batch rather than once per mutation (ApplyContext.batch_cache).
     cache: dict[str, Any] = field(default_factory=dict)
+    # The lane's numbers as the items take them; the worker writes them to the lane at the end.
+    counters: LaneCounters = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.counters = LaneCounters.of(self.lane)
 
 
 async def apply_mutation(batch: Batch, mutation: Mutation) -> bool:
@@ -79,6 +85,7 @@ async def apply_together(batch: Batch, mutations: list[Mutation]) -> bool | None
     Otherwise as `apply_mutation`: True when outbound deliveries were queued."""
     session, rows = batch.session, RowBuffer()
     contexts = [_context(batch, mutation, rows) for mutation in mutations]
+    counters_before = batch.counters.copy()
 
     async def apply_all() -> None:
         outcomes = [
@@ -93,6 +100,7 @@ async def apply_together(batch: Batch, mutations: list[Mutation]) -> bool | None
         await session.flush()
 
     if not await _under_one_savepoint(session, apply_all):
+        batch.counters.restore(counters_before)
         await _undone_together(batch, mutations, rows)
         return None
     for context in contexts:
@@ -124,18 +132,17 @@ async def _apply_items(
 
 async def _undone_together(batch: Batch, mutations: list[Mutation], rows: RowBuffer) -> None:
     """After the savepoint of mutations applied together was rolled back: their rows are forgotten,
-    and the mutations and the lane, which SQLAlchemy expired, are read back."""
+    and the mutations, which SQLAlchemy expired, are read back."""
     rows.clear()
     for mutation in mutations:
         await batch.session.refresh(mutation)
         set_committed_value(mutation, "payload", batch.payloads[mutation.id])
-    await batch.session.refresh(batch.lane)
 
 
 def _context(batch: Batch, mutation: Mutation, rows: RowBuffer) -> ApplyContext:
     scope = Scope(mutation.region_id, mutation.sandbox)
     return ApplyContext(
-        batch.session, scope, mutation.id, batch.now, batch.lane, batch_cache=batch.cache, rows=rows
+        batch.session, scope, mutation.id, batch.now, batch.counters, batch_cache=batch.cache, rows=rows
     )
 
 
@@ -158,7 +165,7 @@ async def _all_at_once(
     operation's items are independent: then they are written in one flush (one INSERT per table)."""
     if len(items) < 2 or any(isinstance(prepared, ItemFailed) for prepared in given):
         return None
-    files_before, events_before = len(context.discarded), len(context.events)
+    before = _Mark.of(context)
     outcomes: list[ItemOutcome] = []
 
     async def apply_all() -> None:
@@ -170,7 +177,7 @@ async def _all_at_once(
         await context.session.flush()
 
     if not await _under_one_savepoint(context.session, apply_all):
-        await _forget_undone(context, files_before, events_before)
+        before.forget_since(context)
         return None
     return [_result(index, outcome) for index, outcome in enumerate(outcomes)]
 
@@ -191,14 +198,25 @@ async def _under_one_savepoint(session: AsyncSession, work: Callable[[], Awaitab
     return True
 
 
-async def _forget_undone(context: ApplyContext, files_before: int, events_before: int) -> None:
-    """After a savepoint was rolled back: its files stay, nothing happened to tell, its buffered rows
-    are not written, and the lane's counters, which SQLAlchemy expired with the rollback, are read
-    back (a lazy load would need IO the async session cannot do implicitly)."""
-    del context.discarded[files_before:]
-    del context.events[events_before:]
-    context.rows.clear()
-    await context.session.refresh(context.lane)
+@dataclass(frozen=True)
+class _Mark:
+    """What an apply context held when a savepoint began."""
+
+    files: int
+    events: int
+    counters: LaneCounters
+
+    @classmethod
+    def of(cls, context: ApplyContext) -> _Mark:
+        return cls(len(context.discarded), len(context.events), context.counters.copy())
+
+    def forget_since(self, context: ApplyContext) -> None:
+        """After the savepoint was rolled back: its files stay, nothing happened to tell, its
+        buffered rows are not written, and the numbers it took are given back."""
+        del context.discarded[self.files :]
+        del context.events[self.events :]
+        context.rows.clear()
+        context.counters.restore(self.counters)
 
 
 async def _apply_item(
@@ -208,10 +226,10 @@ async def _apply_item(
     files it meant to delete, and tells no event)."""
     if isinstance(prepared, ItemFailed):
         return prepared
-    files_before, events_before = len(context.discarded), len(context.events)
+    before = _Mark.of(context)
     outcome = await _attempt(context, apply_item, item, prepared)
     if isinstance(outcome, ItemFailed):
-        await _forget_undone(context, files_before, events_before)
+        before.forget_since(context)
     return outcome
 
 

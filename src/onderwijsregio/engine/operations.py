@@ -64,6 +64,30 @@ class RowBuffer:
 
 
 @dataclass
+class LaneCounters:
+    """A lane's change and event numbers while a batch is applied. They are kept apart from the
+    lane's row, which is written once when the batch commits: on the row, every flush inside the
+    batch (each savepoint's) wrote the lane again, one UPDATE per mutation."""
+
+    change_seq: int
+    event_seq: int
+
+    @classmethod
+    def of(cls, lane: MutationLane) -> LaneCounters:
+        return cls(lane.change_seq, lane.event_seq)
+
+    def copy(self) -> LaneCounters:
+        return LaneCounters(self.change_seq, self.event_seq)
+
+    def restore(self, saved: LaneCounters) -> None:
+        """Back to `saved`, after the savepoint of the numbers taken since was rolled back."""
+        self.change_seq, self.event_seq = saved.change_seq, saved.event_seq
+
+    def write_to(self, lane: MutationLane) -> None:
+        lane.change_seq, lane.event_seq = self.change_seq, self.event_seq
+
+
+@dataclass
 class ApplyContext:
     """What an apply step works with: the batch's transaction, the scope, and the change sequence.
 
@@ -76,7 +100,7 @@ class ApplyContext:
     scope: Scope
     mutation_id: str
     now: datetime
-    lane: MutationLane = field(repr=False)
+    counters: LaneCounters = field(repr=False)
     discarded: list[str] = field(default_factory=list)
     events: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     deliveries_queued: bool = False  # outbound deliveries to wake once the batch commits
@@ -93,13 +117,13 @@ class ApplyContext:
 
     def next_event(self) -> int:
         """The next number of this (region, sandbox)'s event feed: in commit order, like changes."""
-        self.lane.event_seq += 1
-        return self.lane.event_seq
+        self.counters.event_seq += 1
+        return self.counters.event_seq
 
     def next_change(self) -> int:
         """The next number of this (region, sandbox)'s change sequence (contract §1.3)."""
-        self.lane.change_seq += 1
-        return self.lane.change_seq
+        self.counters.change_seq += 1
+        return self.counters.change_seq
 
 
 @dataclass(frozen=True)

@@ -273,6 +273,7 @@ class Worker:
                     finished.append((mutation.status, mutation.succeeded_count, mutation.failed_count))
                     callbacks = await queue_callback(session, mutation, now) or callbacks
             lane.last_done_seq = claim.through_seq
+            batch.counters.write_to(lane)
             _release(lane)
             lane.stalled_since, lane.transient_failures = None, 0
             if callbacks:
