@@ -31,6 +31,7 @@ from onderwijsregio.clock import utc_now
 from onderwijsregio.db import UtcDateTime
 from onderwijsregio.engine.apply import (
     Batch,
+    Redo,
     apply_mutation,
     apply_together,
     fail_all_items,
@@ -240,7 +241,11 @@ class Worker:
 
     async def _apply(self, claimed: Claimed, prepared: Prepared) -> None:
         discarded: list[str] = []
-        await self._apply_batch(claimed, prepared, discarded)
+        try:
+            await self._apply_batch(claimed, prepared, discarded, savepoints=False)
+        except Redo:  # rolled back whole: now each failure is undone on its own, and the rest kept
+            discarded.clear()
+            await self._apply_batch(claimed, prepared, discarded, savepoints=True)
         await self._delete_files(discarded)
 
     async def _delete_files(self, keys: list[str]) -> None:
@@ -252,7 +257,9 @@ class Worker:
         except Exception as error:
             log.warning("deleting %d stored files failed: %s", len(keys), type(error).__name__)
 
-    async def _apply_batch(self, claimed: Claimed, prepared: Prepared, discarded: list[str]) -> None:
+    async def _apply_batch(
+        self, claimed: Claimed, prepared: Prepared, discarded: list[str], savepoints: bool
+    ) -> None:
         claim = claimed.claim
         finished: list[tuple[str, int, int]] = []  # counted once committed, not when merely tried
         async with self.write_sessions() as session, session.begin():
@@ -262,7 +269,7 @@ class Worker:
             now = utc_now()
             callbacks = False
             payloads = {mutation.id: mutation.payload for mutation in claimed.batch}
-            batch = Batch(session, lane, prepared.values, now, payloads, discarded)
+            batch = Batch(session, lane, prepared.values, now, payloads, discarded, savepoints=savepoints)
             unfinished = [m for m in await _batch_to_apply(session, claim, payloads) if m.status not in FINAL]
             for group in self._groups(unfinished, prepared):
                 queued = await apply_together(batch, group) if len(group) > 1 else None
