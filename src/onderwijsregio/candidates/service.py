@@ -100,25 +100,41 @@ def interaction_view(interaction: Interaction) -> dict[str, Any]:
 async def get_candidate(
     session: AsyncSession, scope: Scope, candidate_id: str, shape: Shape
 ) -> dict[str, Any]:
-    candidate = None
+    rows: list[Any] = []
     if has_shape(candidate_id, "cand"):
-        candidate = await session.scalar(
-            _CANDIDATE_BY_ID, {**scope_parameters(scope), "candidate_id": candidate_id}
-        )
-    if candidate is None:
+        parameters = {**scope_parameters(scope), "candidate_id": candidate_id}
+        rows = list(await session.execute(_CANDIDATE_WITH_FILES_BY_ID, parameters))
+    if not rows:
         raise NotFound("Candidate not found")
-    return (await views(session, scope, [candidate], shape))[0]
+    candidate = rows[0][0]
+    files = {candidate.id: [attachment for _, attachment in rows if attachment is not None]}
+    return (await views(session, scope, [candidate], shape, files))[0]
 
 
-# Built once: the read of a candidate by id is the API's most frequent query.
-_CANDIDATE_BY_ID = scoped_by_parameters(select(Candidate), Candidate).where(
-    Candidate.id == bindparam("candidate_id")
+# Built once: the read of a candidate by id is the API's most frequent query. Its attachments come
+# in the same query (a row per attachment, or one row without), a round trip less than reading them
+# apart: each cost a fifth of a read's CPU here. The join keeps to the candidate's region and mode.
+_CANDIDATE_WITH_FILES_BY_ID = (
+    scoped_by_parameters(select(Candidate, Attachment), Candidate)
+    .outerjoin(
+        Attachment,
+        (Attachment.region_id == Candidate.region_id)
+        & (Attachment.sandbox == Candidate.sandbox)
+        & (Attachment.candidate_id == Candidate.id),
+    )
+    .where(Candidate.id == bindparam("candidate_id"))
+    .order_by(Attachment.created_at, Attachment.id)
 )
 
 
 async def views(
-    session: AsyncSession, scope: Scope, candidates: Sequence[Candidate], shape: Shape
+    session: AsyncSession,
+    scope: Scope,
+    candidates: Sequence[Candidate],
+    shape: Shape,
+    files: dict[str, list[Attachment]] | None = None,
 ) -> list[dict[str, Any]]:
+    """The candidates as answered; their attachments are read unless given (`files`, by candidate)."""
     included: dict[str, list[Interaction]] = {c.id: [] for c in candidates}
     if shape.interactions and candidates:
         rows = await session.scalars(
@@ -129,8 +145,9 @@ async def views(
         for interaction in rows:
             if len(included[interaction.candidate_id]) < INCLUDED_INTERACTIONS:
                 included[interaction.candidate_id].append(interaction)
-    wanted = shape.fields is None or not shape.fields.isdisjoint(ATTACHMENT_FIELDS)
-    files = await of_candidates(session, scope, [c.id for c in candidates] if wanted else [])
+    if files is None:
+        wanted = shape.fields is None or not shape.fields.isdisjoint(ATTACHMENT_FIELDS)
+        files = await of_candidates(session, scope, [c.id for c in candidates] if wanted else [])
     return [candidate_view(c, shape, included[c.id], files.get(c.id, ())) for c in candidates]
 
 
