@@ -65,9 +65,12 @@ async def effects(sessions: async_sessionmaker[AsyncSession], region_id: str) ->
         return list(rows)
 
 
-async def until_processing(client: httpx.AsyncClient, tenant: Tenant, mutation_id: str) -> None:
+async def until_processing(
+    client: httpx.AsyncClient, tenant: Tenant, mutation_id: str, *, sandbox: bool = False
+) -> None:
+    prefix = "/api/sandbox" if sandbox else "/api/v2"
     for _ in range(200):
-        status = (await client.get(f"/api/v2/mutations/{mutation_id}", headers=tenant.headers())).json()[
+        status = (await client.get(f"{prefix}/mutations/{mutation_id}", headers=tenant.headers())).json()[
             "data"
         ]
         if status["status"] == "processing":

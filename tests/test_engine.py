@@ -14,10 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from onderwijsregio.app import make_context
 from onderwijsregio.config import Settings
-from onderwijsregio.engine.models import Mutation
+from onderwijsregio.engine.models import CallbackDelivery, Mutation
 from onderwijsregio.scope import Scope, scoped
+from onderwijsregio.webhooks.models import WebhookMessage
 from tests.conftest import Tenant
 from tests.engine_helpers import accepted, effects, final, submit, until_processing
+from tests.receiver import Receiver
 from tests.test_envelope import assert_error
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -332,6 +334,45 @@ async def test_sandbox_reset_wipes_earlier_sandbox_mutations_only(
         await client.get(f"/api/sandbox/mutations/{sandbox_id}", headers=tenant.headers()), 404, "not_found"
     )
     assert (await final(client, tenant, live_id))["status"] == "succeeded"
+
+
+async def test_a_reset_wipes_what_the_mutations_before_it_in_its_batch_queued(
+    client: httpx.AsyncClient, tenant: Tenant, sessions: Sessions
+) -> None:
+    """Sandbox writes and a reset applied in one batch: the writes' callback rows and webhook messages,
+    written in the same transaction just before the reset, go with the rest of the sandbox."""
+    hook = {"url": "https://127.0.0.1:8443/hook", "events": ["mutation.succeeded"]}
+    created = await client.post("/api/sandbox/webhooks", json=hook, headers=tenant.headers())
+    assert created.status_code == 201, created.text
+    sandbox_writes = "/api/sandbox/test-records"
+    receiver = Receiver()
+    try:
+
+        async def write(item: dict[str, Any]) -> str:
+            answer = await client.post(
+                sandbox_writes, json=[item], params={"callbackUrl": receiver.url()}, headers=tenant.headers()
+            )
+            assert answer.status_code == 202, answer.text
+            mutation_id: str = answer.json()["data"]["mutationId"]
+            return mutation_id
+
+        blocker = await write({"value": "first", "prepareSeconds": 1})
+        await until_processing(client, tenant, blocker, sandbox=True)  # the rest become one batch
+        writes = [await write({"value": f"w{n}"}) for n in range(3)]
+        reset = await client.post("/api/sandbox/sandbox/reset", headers=tenant.headers())
+        reset_id = reset.json()["data"]["mutationId"]
+        assert (await final(client, tenant, reset_id, sandbox=True))["status"] == "succeeded"
+    finally:
+        receiver.close()
+    for mutation_id in writes:
+        gone = await client.get(f"/api/sandbox/mutations/{mutation_id}", headers=tenant.headers())
+        assert_error(gone, 404, "not_found")
+    sandbox = Scope(tenant.id, True)
+    async with sessions() as session:
+        deliveries = await session.scalars(scoped(select(CallbackDelivery), CallbackDelivery, sandbox))
+        messages = await session.scalars(scoped(select(WebhookMessage), WebhookMessage, sandbox))
+        assert [d.mutation_id for d in deliveries] == []
+        assert [m.id for m in messages] == []
 
 
 async def test_sandbox_reset_needs_manage(client: httpx.AsyncClient, tenant: Tenant) -> None:

@@ -171,12 +171,12 @@ async def _all_at_once(
     given: list[Any],
     savepoint: bool,
 ) -> list[dict[str, Any]] | None:
-    """Every item under one savepoint: what nearly always happens (no item fails) then costs two
-    statements per mutation instead of two per item. When an item does fail, all of it is undone and
-    None returned; the caller applies the items one by one, so the failure stays with its own item.
-    Items are flushed one after the other, so each sees what the ones before it wrote, unless the
-    operation's items are independent: then they are written in one flush (one INSERT per table).
-    Without a `savepoint` (see Batch.savepoints) a single item goes this way too."""
+    """Every item under one savepoint (or none, see Batch.savepoints): what nearly always happens (no
+    item fails) then costs two statements per mutation instead of two per item. When an item does fail,
+    all of it is undone and None returned; the caller applies the items one by one, so the failure stays
+    with its own item. Items are flushed one after the other, so each sees what the ones before it
+    wrote, unless the operation's items are independent: then they are written in one flush (one INSERT
+    per table). Without a `savepoint` (see Batch.savepoints) a single item goes this way too."""
     if (savepoint and len(items) < 2) or any(isinstance(prepared, ItemFailed) for prepared in given):
         return None
     before = _Mark.of(context)
@@ -205,6 +205,10 @@ async def _under_one_savepoint(
     Without a `savepoint` any other failure raises Redo."""
     try:
         if not savepoint:
+            # What begin_nested() would flush first: the rows of the mutations before (their
+            # outcome, callback and webhook rows) must be in the database for what `work` does to
+            # them, such as a sandbox reset's bulk deletes.
+            await session.flush()
             await work()
             return True
         async with session.begin_nested():
@@ -220,6 +224,8 @@ async def _under_one_savepoint(
 
 def _undone(error: Exception, savepoint: bool) -> bool:
     if not savepoint:
+        # The type only: the redo logs what fails again, and a failure that does not is a hint.
+        log.debug("applying without savepoints failed (%s); the batch is applied again", type(error).__name__)
         raise Redo() from error
     return False
 

@@ -1,11 +1,11 @@
 """The operations the engine can execute, registered by the domains (the engine imports none).
 
-An operation applies a mutation's items; the engine runs them together under one savepoint (and
-consecutive mutations of an operation with independent items as one group), and only after a
-failure one by one, each under its own savepoint (engine/apply.py). It may also
-have a prepare step, which the worker runs for every item ahead of the ordered apply, outside any
-database transaction and in parallel (fetching a file, for instance); its result is handed to the
-apply step.
+An operation applies a mutation's items; the engine first runs a whole batch without savepoints, and
+after a failure again with them: a mutation's items together under one savepoint (consecutive
+mutations of an operation with independent items as one group), and only after a failure one by one,
+each under its own savepoint (engine/apply.py). It may also have a prepare step, which the worker
+runs for every item ahead of the ordered apply, outside any database transaction and in parallel
+(fetching a file, for instance); its result is handed to the apply step.
 """
 
 from __future__ import annotations
