@@ -45,6 +45,7 @@ from onderwijsregio.errors import (
     ValidationFailed,
     issue,
 )
+from onderwijsregio.heap import freeze_after_start_up
 from onderwijsregio.interactions import routes as interaction_routes
 from onderwijsregio.metrics import routes as metrics_routes
 from onderwijsregio.middleware import BodyLimitMiddleware, RequestContextMiddleware
@@ -92,8 +93,15 @@ The Onderwijsregio API v2: candidates, interactions and CVs of Dutch education r
 
 
 def create_app(
-    settings: Settings | None = None, *, run_workers: bool = True, clock: Callable[[], datetime] = utc_now
+    settings: Settings | None = None,
+    *,
+    run_workers: bool = True,
+    clock: Callable[[], datetime] = utc_now,
+    long_running: bool = False,
 ) -> FastAPI:
+    """The app; `long_running` for a process that serves it until it stops (`serve`), whose start-up
+    objects are then kept out of the garbage collector's way (heap.py). Not for tests, which make
+    many apps in one process."""
     settings = settings or get_settings()
     app = FastAPI(
         title="Onderwijsregio API v2",
@@ -103,7 +111,7 @@ def create_app(
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
-        lifespan=_lifespan(settings, run_workers, clock),
+        lifespan=_lifespan(settings, run_workers, clock, long_running),
         dependencies=[Depends(refuse_nul_characters)],
     )
     api_routers = (
@@ -138,13 +146,17 @@ def create_app(
     return app
 
 
-def _lifespan(settings: Settings, run_workers: bool, clock: Callable[[], datetime]) -> Any:
+def _lifespan(
+    settings: Settings, run_workers: bool, clock: Callable[[], datetime], long_running: bool
+) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         context = make_context(settings, clock)
         app.state.context = context
         flusher = asyncio.create_task(context.key_usage.flush_forever(context.write_sessions))
         context.engine.start(settings.workers if run_workers else 0, outboxes(context))
+        if long_running:
+            freeze_after_start_up()
         try:
             yield
         finally:

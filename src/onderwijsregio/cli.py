@@ -98,7 +98,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.processes == 1:
         from onderwijsregio.app import create_app
 
-        uvicorn.run(create_app(settings, run_workers=not args.no_worker), proxy_headers=False, **served)
+        app = create_app(settings, run_workers=not args.no_worker, long_running=True)
+        uvicorn.run(app, proxy_headers=False, **served)
         return 0
     os.environ[_NO_WORKER_FLAG] = "1" if args.no_worker else ""
     uvicorn.run(
@@ -113,7 +114,7 @@ def serving_app() -> FastAPI:
 
     settings = get_settings()
     configure_logging(settings.env)
-    return create_app(settings, run_workers=not os.environ.get(_NO_WORKER_FLAG))
+    return create_app(settings, run_workers=not os.environ.get(_NO_WORKER_FLAG), long_running=True)
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
@@ -133,6 +134,7 @@ class _MetricsServer(uvicorn.Server):
 async def _work_until_stopped(settings: Settings, metrics_at: tuple[str, int] | None = None) -> None:
     """A standalone worker: the engine's tasks until SIGTERM or SIGINT, then a clean stop."""
     from onderwijsregio.app import make_context, outboxes
+    from onderwijsregio.heap import freeze_after_start_up
     from onderwijsregio.registry import register_operations
 
     register_operations()
@@ -142,6 +144,7 @@ async def _work_until_stopped(settings: Settings, metrics_at: tuple[str, int] | 
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signal_number, stop.set)
     context.engine.start(max(1, settings.workers), outboxes(context))
+    freeze_after_start_up()
     log.info("worker running with %d worker tasks", max(1, settings.workers))
     metrics = _serve_metrics(context, metrics_at) if metrics_at else None
     try:
