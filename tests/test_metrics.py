@@ -144,6 +144,19 @@ async def test_queue_depth_and_age_per_region(
     assert value(text, "onderwijsregio_mutations_applied_total", outcome="succeeded") >= applied + 4
 
 
+async def test_a_batch_applied_again_after_a_failed_item_is_counted(
+    client: httpx.AsyncClient, tenant: Tenant, scraper: httpx.AsyncClient
+) -> None:
+    name = "onderwijsregio_batches_applied_again_total"
+    before = value(await scrape(scraper), name)
+    clean = await accepted(client, tenant, [{"value": "ok"}])
+    assert (await final(client, tenant, clean))["status"] == "succeeded"
+    assert value(await scrape(scraper), name) == before  # nothing failed: applied once
+    failing = await accepted(client, tenant, [{"value": "ok"}, {"value": "no", "fail": "permanent"}])
+    assert (await final(client, tenant, failing))["failedCount"] == 1
+    assert value(await scrape(scraper), name) == before + 1
+
+
 async def test_failed_callbacks_are_counted(
     client: httpx.AsyncClient, tenant: Tenant, receiver: Receiver, scraper: httpx.AsyncClient
 ) -> None:

@@ -51,7 +51,7 @@ from onderwijsregio.engine.operations import (
     operation_named,
 )
 from onderwijsregio.engine.wakeup import CALLBACKS_CHANNEL, Waker, wake_after_commit
-from onderwijsregio.metrics.registry import note_applied
+from onderwijsregio.metrics.registry import note_applied, note_applied_again
 from onderwijsregio.outbound.urls import UrlPolicy
 from onderwijsregio.scope import Scope, scope_parameters, scoped, scoped_by_parameters
 from onderwijsregio.storage.files import FileStore
@@ -243,6 +243,7 @@ class Worker:
         try:
             await self._apply_batch(claimed, prepared, discarded, savepoints=False)
         except Redo:  # rolled back whole: now each failure is undone on its own, and the rest kept
+            note_applied_again()
             discarded.clear()
             await self._apply_batch(claimed, prepared, discarded, savepoints=True)
         await self._delete_files(discarded)

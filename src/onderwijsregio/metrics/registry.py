@@ -44,6 +44,11 @@ ITEMS_APPLIED = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+BATCHES_APPLIED_AGAIN = Counter(
+    "onderwijsregio_batches_applied_again_total",
+    "Batches applied a second time, with savepoints, because something failed in the first try",
+    registry=REGISTRY,
+)
 CALLBACK_FAILURES = Counter(
     "onderwijsregio_callback_delivery_failures_total",
     "Callback attempts that failed; final=true when the delivery was given up",
@@ -93,6 +98,11 @@ def note_applied(outcomes: Iterable[tuple[str, int, int]]) -> None:
         MUTATIONS_APPLIED.labels(status).inc()
         ITEMS_APPLIED.labels("succeeded").inc(succeeded)
         ITEMS_APPLIED.labels("failed").inc(failed)
+
+
+def note_applied_again() -> None:
+    """A batch's first try (without savepoints) met a failure and was rolled back (engine/apply.py)."""
+    BATCHES_APPLIED_AGAIN.inc()
 
 
 def note_delivery_failure(counter: Counter, *, given_up: bool) -> None:
