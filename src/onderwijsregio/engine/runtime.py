@@ -29,7 +29,6 @@ from onderwijsregio.engine.wakeup import (
 )
 from onderwijsregio.engine.worker import EngineTuning, Worker
 from onderwijsregio.outbound.urls import UrlPolicy
-from onderwijsregio.scope import Scope
 from onderwijsregio.storage.files import FileStore
 
 log = logging.getLogger(__name__)
@@ -53,7 +52,6 @@ class Engine:
     callbacks_waker: Waker = field(default_factory=Waker)
     mail_waker: Waker = field(default_factory=Waker)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    _failing_lanes: set[Scope] = field(default_factory=set)  # shared by this process's workers
 
     def worker(self, number: int) -> Worker:
         name = f"{socket.gethostname()}:{os.getpid()}:{number}"
@@ -65,7 +63,6 @@ class Engine:
             self.files,
             self.policy,
             self.tuning,
-            self._failing_lanes,
         )
 
     def dispatcher(self) -> CallbackDispatcher:

@@ -107,9 +107,6 @@ class Worker:
     files: FileStore
     policy: UrlPolicy
     tuning: EngineTuning = field(default_factory=EngineTuning)
-    # Lanes whose last batch had a failed item, shared by the process's workers: their next batch is
-    # applied with savepoints at once (see _apply).
-    failing_lanes: set[Scope] = field(default_factory=set)
 
     async def run_forever(self) -> None:
         while True:
@@ -242,23 +239,13 @@ class Worker:
         return prepared
 
     async def _apply(self, claimed: Claimed, prepared: Prepared) -> None:
-        """First without savepoints, unless the lane's last batch had a failed item: a lane whose
-        writes keep failing (updates of deleted candidates, say) would pay for two tries each time."""
         discarded: list[str] = []
-        scope = claimed.claim.scope
-        item_failed = None
-        if scope not in self.failing_lanes:
-            try:
-                item_failed = await self._apply_batch(claimed, prepared, discarded, savepoints=False)
-            except Redo:  # rolled back whole: now each failure is undone on its own, and the rest kept
-                note_applied_again()
-                discarded.clear()
-        if item_failed is None:
-            item_failed = await self._apply_batch(claimed, prepared, discarded, savepoints=True)
-        if item_failed:
-            self.failing_lanes.add(scope)
-        else:
-            self.failing_lanes.discard(scope)
+        try:
+            await self._apply_batch(claimed, prepared, discarded, savepoints=False)
+        except Redo:  # rolled back whole: now each failure is undone on its own, and the rest kept
+            note_applied_again()
+            discarded.clear()
+            await self._apply_batch(claimed, prepared, discarded, savepoints=True)
         await self._delete_files(discarded)
 
     async def _delete_files(self, keys: list[str]) -> None:
@@ -272,8 +259,7 @@ class Worker:
 
     async def _apply_batch(
         self, claimed: Claimed, prepared: Prepared, discarded: list[str], savepoints: bool
-    ) -> bool:
-        """Applies and commits the batch; whether an item of it failed."""
+    ) -> None:
         claim = claimed.claim
         finished: list[tuple[str, int, int]] = []  # counted once committed, not when merely tried
         async with self.write_sessions() as session, session.begin():
@@ -299,7 +285,6 @@ class Worker:
             if callbacks:
                 await wake_after_commit(session, self.callbacks_waker, CALLBACKS_CHANNEL)
         note_applied(finished)
-        return any(failed for _status, _succeeded, failed in finished)
 
     def _groups(self, mutations: list[Mutation], prepared: Prepared) -> list[list[Mutation]]:
         """Consecutive mutations of one operation that may be applied together (apply.together) form one
