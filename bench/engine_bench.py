@@ -374,6 +374,7 @@ class Options:
     pg_port: int
     json_path: Path | None
     keep_temp: bool
+    failing_every: int = 0
 
 
 @dataclass
@@ -466,7 +467,12 @@ class Bench:
     # -- accept ----------------------------------------------------------------------------------
 
     def client(self, base: str, connections: int) -> httpx.AsyncClient:
-        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        # Idle connections are dropped after 2 s, before the server's 5 s keep-alive ends them: a
+        # connection the server closes just as a request goes out fails that request (ReadError),
+        # which a drain lasting about 5 s made happen.
+        limits = httpx.Limits(
+            max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=2.0
+        )
         headers = {"x-api-key": self.require_tenant().region_key}
         return httpx.AsyncClient(base_url=base, limits=limits, timeout=120, headers=headers)
 
@@ -480,7 +486,9 @@ class Bench:
 
         async def task() -> None:
             for number in numbers:
-                body = [{"value": f"{tag}-{number}-{item}"} for item in range(items)]
+                body: list[dict[str, str]] = [{"value": f"{tag}-{number}-{item}"} for item in range(items)]
+                if self.options.failing_every and number % self.options.failing_every == 0:
+                    body[-1]["fail"] = "permanent"  # the operation refuses the item when it is applied
                 sent = time.perf_counter()
                 answer = await client.post(WRITE_PATH, json=body)
                 latencies.append(time.perf_counter() - sent)
@@ -827,6 +835,12 @@ def parse(argv: list[str] | None) -> Options:
     parser.add_argument("--latency-samples", type=int, default=100, help="end-to-end samples per run")
     parser.add_argument("--warmup", type=int, default=200, help="1-item accepts before the first run")
     parser.add_argument("--pg-port", type=int, default=5432, help="PostgreSQL on 127.0.0.1 (user postgres)")
+    parser.add_argument(
+        "--failing-every",
+        type=int,
+        default=0,
+        help="give every Nth write (warm-up included) an item that fails when applied (0: none)",
+    )
     parser.add_argument("--json", dest="json_path", type=Path, help="also write the figures here")
     parser.add_argument("--keep-temp", action="store_true", help="keep the temp dir (logs, SQLite file)")
     args = parser.parse_args(argv)
