@@ -53,7 +53,7 @@ class Batch:
     counters: LaneCounters = field(init=False)
     # False for the worker's first try of a batch: where a savepoint would let a failure be undone on
     # its own, none is taken, and a failure raises Redo instead. Nearly every batch fails nowhere,
-    # and two statements per mutation (SAVEPOINT, RELEASE) were a fifth of a lone one's apply.
+    # and SAVEPOINT and RELEASE were two of the twelve statements of a lone create's apply.
     savepoints: bool = True
 
     def __post_init__(self) -> None:
