@@ -197,7 +197,7 @@ async def _all_at_once(
 
 
 async def _under_one_savepoint(
-    session: AsyncSession, work: Callable[[], Awaitable[None]], savepoint: bool = True
+    session: AsyncSession, work: Callable[[], Awaitable[None]], savepoint: bool
 ) -> bool:
     """Runs `work` under a savepoint; False when it failed and was rolled back, for the caller to
     retry its parts one by one (an ItemFailed, or any fault: the finer pass tells which and why). A
