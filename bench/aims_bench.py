@@ -143,6 +143,7 @@ class Options:
     warmup: int
     pg_port: int
     api_processes: int
+    rate_limit_storage: str
     json_path: Path | None
     keep_temp: bool
 
@@ -225,7 +226,7 @@ class Aims:
         env.update(
             ONDERWIJSREGIO_DATABASE_URL=self.url,
             ONDERWIJSREGIO_SECRET_KEY=secrets.token_urlsafe(32),
-            ONDERWIJSREGIO_RATE_LIMIT_STORAGE="memory://",
+            ONDERWIJSREGIO_RATE_LIMIT_STORAGE=self.options.rate_limit_storage,
             ONDERWIJSREGIO_ENV="production",
             ONDERWIJSREGIO_WORKERS="1",
             PYTHONUNBUFFERED="1",
@@ -756,7 +757,8 @@ def summary(aims: Aims, described: str, seconds: float) -> tuple[str, dict[str, 
         f"   sizes per run: {opts.accepts} 1-candidate accepts, {opts.apply_mutations} 10-item mutations "
         f"({opts.apply_mutations * 10} rows) applied, {opts.raw_inserts} raw inserts, {opts.reads} reads, "
         f"{opts.latency_samples} end-to-end samples, bulk import {opts.import_size:,} candidates "
-        f"(aim size {AIM_IMPORT_SIZE:,}); soak {opts.soak:,} mutations once (aim size {AIM_SOAK:,})",
+        f"(aim size {AIM_IMPORT_SIZE:,}); soak {opts.soak:,} mutations once (aim size {AIM_SOAK:,}); "
+        f"rate limits in {opts.rate_limit_storage}",
     ]
     width = max(len(r.name) for r in rows) + 2
     header = f"{'figure':<{width}} {'median':>10} {'unit':<7} {'aim':<9} {'':<5} runs"
@@ -839,6 +841,11 @@ def parse(argv: list[str] | None) -> Options:
     parser.add_argument("--pg-port", type=int, default=5432, help="PostgreSQL on 127.0.0.1 (user postgres)")
     parser.add_argument(
         "--api-processes", type=int, default=1, help="serve --processes N (RSS and CPU: the whole tree)"
+    )
+    parser.add_argument(
+        "--rate-limit-storage",
+        default="memory://",
+        help="the servers' rate-limit storage; redis://127.0.0.1:6379/0 as in production",
     )
     parser.add_argument("--json", dest="json_path", type=Path, help="also write the figures here")
     parser.add_argument("--keep-temp", action="store_true", help="keep the temp dir (logs, SQLite file)")

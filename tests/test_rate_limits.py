@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import secrets
 from typing import Any
 
 import httpx
+from limits import RateLimitItemPerSecond
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
 
 from onderwijsregio.app import create_app
 from onderwijsregio.config import Settings
+from onderwijsregio.ratelimit import Bucket, Decision, RateLimiter, window_seconds
 from tests.conftest import API, Tenant
 from tests.test_envelope import assert_error
 
@@ -99,3 +104,48 @@ async def test_a_key_over_its_own_limit_leaves_its_region_alone(
     ]
     assert statuses.count(429) == 9  # the key creation and one read used its burst of 2
     assert (await client.get(f"{API}/regions/me", headers=other)).status_code == 200
+
+
+def _two_keys_of_one_region(tag: str) -> tuple[list[Bucket], list[Bucket]]:
+    region = Bucket(f"region:{tag}", 5, 5)
+    return [Bucket(f"key:{tag}-1", 3, 3), region], [Bucket(f"key:{tag}-2", 3, 3), region]
+
+
+async def _decisions(limiter: RateLimiter, tag: str) -> list[Decision]:
+    first, second = _two_keys_of_one_region(tag)
+    return [await limiter.hit(buckets) for buckets in [first] * 4 + [second] * 3]
+
+
+async def test_redis_and_memory_windows_decide_alike() -> None:
+    """One Lua script in Redis decides every request exactly as `limits`' memory windows do."""
+    tag = secrets.token_hex(6)
+    in_memory = await _decisions(RateLimiter("memory://"), tag)
+    in_redis = await _decisions(RateLimiter(REDIS_URL), tag)
+    assert in_redis == in_memory
+    # The key's fourth request is refused by its own bucket and not counted by the region's, so the
+    # second key gets two more before the region (burst 5) refuses.
+    assert [d.allowed for d in in_redis] == [True, True, True, False, True, True, False]
+    assert [d.remaining for d in in_redis] == [2, 1, 0, 0, 1, 0, 0]
+    assert [d.limit for d in in_redis] == [3, 3, 3, 3, 5, 5, 5]
+    assert [d.retry_after_seconds for d in in_redis] == [0, 0, 0, 1, 0, 0, 1]
+
+
+async def test_redis_windows_are_the_ones_limits_keeps() -> None:
+    """Processes of a release that counted with `limits` and this one's script share each window."""
+    tag = secrets.token_hex(6)
+    bucket = Bucket(f"key:{tag}", 1, 3)
+    item = RateLimitItemPerSecond(bucket.burst, window_seconds(bucket), namespace="oreg")
+    older = MovingWindowRateLimiter(storage_from_string(f"async+{REDIS_URL}"))
+    assert await older.hit(item, bucket.name) and await older.hit(item, bucket.name)
+    limiter = RateLimiter(REDIS_URL)
+    assert await limiter.hit([bucket]) == Decision(True, 3, 0, 3, 0)
+    refused = await limiter.hit([bucket])
+    assert (refused.allowed, refused.remaining) == (False, 0)
+    assert 1 <= refused.retry_after_seconds <= 3
+    assert not await older.hit(item, bucket.name)
+
+
+async def test_redis_counts_events_within_a_limit() -> None:
+    limiter, name = RateLimiter(REDIS_URL), f"verify:{secrets.token_hex(6)}"
+    assert [await limiter.within(name, 2, 60) for _ in range(3)] == [True, True, False]
+    assert await limiter.healthy()

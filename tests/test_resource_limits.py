@@ -34,6 +34,7 @@ from onderwijsregio.regions.models import Region
 from tests.conftest import API, Tenant
 from tests.live import Server, environment, fresh_database, run_cli, serve
 from tests.test_envelope import assert_error
+from tests.test_rate_limits import REDIS_URL
 
 MIB = 1024 * 1024
 UPLOAD = 100 * MIB
@@ -458,9 +459,12 @@ async def steady(
     return traffic
 
 
-def test_rate_limits_hold_under_twice_their_load_and_leave_other_regions_alone(tmp_path: Path) -> None:
+@pytest.mark.parametrize("storage", ["memory://", REDIS_URL])
+def test_rate_limits_hold_under_twice_their_load_and_leave_other_regions_alone(
+    tmp_path: Path, storage: str
+) -> None:
     with fresh_database(tmp_path) as database:
-        env = environment(database)
+        env = environment(database, ONDERWIJSREGIO_RATE_LIMIT_STORAGE=storage)
         admin = run_cli(["admin", "create-key", "--name", "ops"], tmp_path, env).stdout.split()[-1]
         regions = {}
         for name in ("per-key", "per-region", "calm"):
