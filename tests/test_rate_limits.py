@@ -6,6 +6,7 @@ import os
 import secrets
 from typing import Any
 
+import coredis
 import httpx
 from limits import RateLimitItemPerSecond
 from limits.aio.strategies import MovingWindowRateLimiter
@@ -149,3 +150,11 @@ async def test_redis_counts_events_within_a_limit() -> None:
     limiter, name = RateLimiter(REDIS_URL), f"verify:{secrets.token_hex(6)}"
     assert [await limiter.within(name, 2, 60) for _ in range(3)] == [True, True, False]
     assert await limiter.healthy()
+
+
+async def test_redis_loads_the_script_again_after_a_flush() -> None:
+    """A restarted Redis has forgotten the script; the next request loads it again instead of failing."""
+    limiter, bucket = RateLimiter(REDIS_URL), Bucket(f"key:{secrets.token_hex(6)}", 5, 5)
+    assert (await limiter.hit([bucket])).remaining == 4
+    await coredis.Redis.from_url(REDIS_URL).script_flush()
+    assert (await limiter.hit([bucket])).remaining == 3
