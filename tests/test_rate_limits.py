@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import coredis
 import httpx
+import pytest
 from limits import RateLimitItemPerSecond
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
 from onderwijsregio.app import create_app
 from onderwijsregio.config import Settings
-from onderwijsregio.ratelimit import Bucket, Decision, RateLimiter, window_seconds
+from onderwijsregio.ratelimit import REDIS_TIMEOUT, Bucket, Decision, RateLimiter, window_seconds
 from tests.conftest import API, Tenant
 from tests.test_envelope import assert_error
 
@@ -158,3 +165,50 @@ async def test_redis_loads_the_script_again_after_a_flush() -> None:
     assert (await limiter.hit([bucket])).remaining == 4
     await coredis.Redis.from_url(REDIS_URL).script_flush()
     assert (await limiter.hit([bucket])).remaining == 3
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[int]:
+    """A port on 127.0.0.1 that accepts connections and never answers, like a Redis cut off mid-way."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        accepted: list[socket.socket] = []
+        listener.settimeout(0.1)
+        stop = threading.Event()
+
+        def accept() -> None:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    accepted.append(listener.accept()[0])
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        try:
+            yield listener.getsockname()[1]
+        finally:
+            stop.set()
+            thread.join()
+            for connection in accepted:
+                connection.close()
+
+
+@pytest.mark.parametrize("redis", ["refusing", "silent"])
+async def test_an_unreachable_redis_answers_503_not_unlimited(
+    settings: Settings, migrated: str, make_tenant: Any, caplog: pytest.LogCaptureFixture, redis: str
+) -> None:
+    tenant: Tenant = await make_tenant()
+    with contextlib.ExitStack() as stack:
+        port = 1 if redis == "refusing" else stack.enter_context(silent_server())
+        unreachable = settings.model_copy(update={"rate_limit_storage": f"redis://127.0.0.1:{port}/0"})
+        app = create_app(unreachable, run_workers=False)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
+        ):
+            with caplog.at_level(logging.WARNING, logger="onderwijsregio.ratelimit"):
+                started = time.monotonic()
+                answer = await http.get(f"{API}/regions/me", headers=tenant.headers())
+                waited = time.monotonic() - started
+    assert_error(answer, 503, "service_unavailable")
+    assert answer.headers["retry-after"] == "2"
+    assert waited < 10 * REDIS_TIMEOUT  # the timeout ended the wait, not the test's patience
+    assert any("rate limits unavailable" in r.getMessage() for r in caplog.records)

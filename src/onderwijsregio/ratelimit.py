@@ -11,6 +11,7 @@ request, and each cost about 0.35 ms of this process's CPU in the client.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -20,6 +21,10 @@ import coredis
 from limits import RateLimitItemPerSecond
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
+
+from onderwijsregio.errors import ServiceUnavailable
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +125,7 @@ for i, key in ipairs(KEYS) do
 end
 return answers
 """
+REDIS_TIMEOUT = 1.0  # seconds, to connect and for each answer
 _KEY_PREFIX = "LIMITS"  # `limits`' own, so processes of an older release count in the same windows
 
 
@@ -127,13 +133,24 @@ class RedisWindows:
     """The windows in Redis, shared by every process; one round trip per request."""
 
     def __init__(self, url: str) -> None:
-        self._client = coredis.Redis.from_url(url)
+        # Redis answers in well under a millisecond; without a timeout, one that stopped answering
+        # (a partition drops packets rather than refusing them) would hold every request forever.
+        self._client = coredis.Redis.from_url(
+            url, connect_timeout=REDIS_TIMEOUT, stream_timeout=REDIS_TIMEOUT
+        )
         self._script = self._client.register_script(_HIT_SCRIPT)
 
     async def hit(self, items: list[tuple[RateLimitItemPerSecond, str]]) -> list[Window]:
         keys = tuple(f"{_KEY_PREFIX}:{item.key_for(name)}" for item, name in items)
         limits = (number for item, _ in items for number in (item.amount, item.get_expiry()))
-        answers = await self._script(keys=keys, args=(time.time(), *limits))
+        try:
+            answers = await self._script(keys=keys, args=(time.time(), *limits))
+        except (coredis.exceptions.RedisError, OSError) as error:
+            # Not counted means not admitted: a request is never let through unlimited.
+            log.warning("rate limits unavailable: %s", type(error).__name__)
+            raise ServiceUnavailable(
+                "Rate limits cannot be checked right now; try again shortly", headers={"retry-after": "2"}
+            ) from error
         assert isinstance(answers, list)
         return [Window(bool(a[0]), int(a[1]), float(a[2])) for a in answers]
 
