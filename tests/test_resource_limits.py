@@ -459,7 +459,7 @@ async def steady(
     return traffic
 
 
-@pytest.mark.parametrize("storage", ["memory://", REDIS_URL])
+@pytest.mark.parametrize("storage", ["memory://", REDIS_URL], ids=["memory", "redis"])
 def test_rate_limits_hold_under_twice_their_load_and_leave_other_regions_alone(
     tmp_path: Path, storage: str
 ) -> None:

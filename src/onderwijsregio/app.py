@@ -164,6 +164,7 @@ def _lifespan(
             flusher.cancel()
             await asyncio.gather(flusher, return_exceptions=True)
             await context.key_usage.flush(context.write_sessions)
+            await context.limiter.aclose()
             await context.database.dispose()
 
     return lifespan

@@ -11,6 +11,7 @@ request, and each cost about 0.35 ms of this process's CPU in the client.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import coredis
+from coredis.retry import NoRetryPolicy
 from limits import RateLimitItemPerSecond
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
@@ -58,6 +60,8 @@ class Windows(Protocol):
 
     async def healthy(self) -> bool: ...
 
+    async def aclose(self) -> None: ...
+
 
 def window_seconds(bucket: Bucket) -> int:
     return max(1, round(bucket.burst / max(bucket.rate, 1)))
@@ -90,6 +94,9 @@ class LimitsWindows:
 
     async def healthy(self) -> bool:
         return bool(await self._limiter.storage.check())
+
+    async def aclose(self) -> None:
+        return None  # memory needs no closing
 
 
 # `limits`' acquire_moving_window.lua and moving_window.lua, for every window in one call. A window
@@ -133,10 +140,13 @@ class RedisWindows:
     """The windows in Redis, shared by every process; one round trip per request."""
 
     def __init__(self, url: str) -> None:
-        # Redis answers in well under a millisecond; without a timeout, one that stopped answering
-        # (a partition drops packets rather than refusing them) would hold every request forever.
+        # No retries: `from_url` would send a timed-out script twice more (counting the request up to
+        # three times, as Redis may have run it) and make a silent Redis cost 5 s instead of 1.
         self._client = coredis.Redis.from_url(
-            url, connect_timeout=REDIS_TIMEOUT, stream_timeout=REDIS_TIMEOUT
+            url,
+            connect_timeout=REDIS_TIMEOUT,
+            stream_timeout=REDIS_TIMEOUT,
+            retry_policy=NoRetryPolicy(),
         )
         self._script = self._client.register_script(_HIT_SCRIPT)
 
@@ -144,18 +154,37 @@ class RedisWindows:
         keys = tuple(f"{_KEY_PREFIX}:{item.key_for(name)}" for item, name in items)
         limits = (number for item, _ in items for number in (item.amount, item.get_expiry()))
         try:
-            answers = await self._script(keys=keys, args=(time.time(), *limits))
-        except (coredis.exceptions.RedisError, OSError) as error:
+            # One deadline over the connect, the script and its reload after a Redis restart: without
+            # it, one that stopped answering (a partition drops packets, it refuses nothing) would
+            # hold every request for as long as the client waits.
+            async with asyncio.timeout(REDIS_TIMEOUT):
+                answers = await self._script(keys=keys, args=(time.time(), *limits))
+        except (coredis.exceptions.RedisError, TimeoutError, OSError) as error:
             # Not counted means not admitted: a request is never let through unlimited.
-            log.warning("rate limits unavailable: %s", type(error).__name__)
+            log.warning("rate limits unavailable: %s", _described(error))
             raise ServiceUnavailable(
                 "Rate limits cannot be checked right now; try again shortly", headers={"retry-after": "2"}
             ) from error
         assert isinstance(answers, list)
-        return [Window(bool(a[0]), int(a[1]), float(a[2])) for a in answers]
+        windows = [Window(bool(a[0]), int(a[1]), float(a[2])) for a in answers]
+        stopped_at_refusal = bool(windows) and not windows[-1].allowed
+        if len(windows) != len(items) and not stopped_at_refusal:
+            raise RuntimeError("the rate-limit script answered for fewer buckets than it was given")
+        return windows
 
     async def healthy(self) -> bool:
-        return bool(await self._client.ping())
+        async with asyncio.timeout(REDIS_TIMEOUT):
+            return bool(await self._client.ping())
+
+    async def aclose(self) -> None:
+        self._client.connection_pool.disconnect()
+
+
+def _described(error: BaseException) -> str:
+    """The error's type, and what Redis itself said (`OOM …`, `NOAUTH …`): never keys or values."""
+    if isinstance(error, coredis.exceptions.ResponseError):
+        return f"{type(error).__name__}: {str(error)[:120]}"
+    return type(error).__name__
 
 
 def windows_in(configured_storage: str) -> Windows:
@@ -193,3 +222,6 @@ class RateLimiter:
 
     async def healthy(self) -> bool:
         return await self._windows.healthy()
+
+    async def aclose(self) -> None:
+        await self._windows.aclose()
