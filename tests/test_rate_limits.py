@@ -7,11 +7,9 @@ import contextlib
 import logging
 import os
 import secrets
-import socket
-import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import coredis
@@ -230,57 +228,37 @@ class HoldingProxy:
         self.holding = False
         self._resumed.set()
 
-    async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[int]:
+        """Listens on 127.0.0.1 while the block runs; yields the port."""
+        server = await asyncio.start_server(self.serve, "127.0.0.1", 0)
+        try:
+            yield server.sockets[0].getsockname()[1]
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            server.close()
+            await server.wait_closed()
 
 
 async def test_a_redis_that_stops_answering_costs_one_second_and_no_stale_answers() -> None:
     proxy = HoldingProxy()
-    server = await asyncio.start_server(proxy.serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    limiter = RateLimiter(f"redis://127.0.0.1:{port}/0")
-    bucket = Bucket(f"key:{secrets.token_hex(6)}", 1, 10)  # a window of 10 s outlasts the test
-    try:
-        assert (await limiter.hit([bucket])).remaining == 9
-        proxy.hold()
-        started = time.monotonic()
-        with pytest.raises(ServiceUnavailable):
-            await limiter.hit([bucket])
-        assert time.monotonic() - started < 2.5 * REDIS_TIMEOUT  # one deadline, no retries
-        proxy.resume()  # the held answer (remaining 8: Redis did count that request) arrives late
-        # The next answer is this request's own, not the late one.
-        assert (await limiter.hit([bucket])).remaining == 7
-    finally:
-        await limiter.aclose()
-        await proxy.close()
-        server.close()
-        await server.wait_closed()
-
-
-@contextlib.contextmanager
-def silent_server() -> Iterator[int]:
-    """A port on 127.0.0.1 that accepts connections and never answers, like a Redis cut off mid-way."""
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        accepted: list[socket.socket] = []
-        listener.settimeout(0.1)
-        stop = threading.Event()
-
-        def accept() -> None:
-            while not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    accepted.append(listener.accept()[0])
-
-        thread = threading.Thread(target=accept, daemon=True)
-        thread.start()
+    async with proxy.running() as port:
+        limiter = RateLimiter(f"redis://127.0.0.1:{port}/0")
+        bucket = Bucket(f"key:{secrets.token_hex(6)}", 1, 10)  # a window of 10 s outlasts the test
         try:
-            yield listener.getsockname()[1]
+            assert (await limiter.hit([bucket])).remaining == 9
+            proxy.hold()
+            started = time.monotonic()
+            with pytest.raises(ServiceUnavailable):
+                await limiter.hit([bucket])
+            assert time.monotonic() - started < 2.5 * REDIS_TIMEOUT  # one deadline, no retries
+            proxy.resume()  # the held answer (remaining 8: Redis did count that request) arrives late
+            # The next answer is this request's own, not the late one.
+            assert (await limiter.hit([bucket])).remaining == 7
         finally:
-            stop.set()
-            thread.join()
-            for connection in accepted:
-                connection.close()
+            await limiter.aclose()
 
 
 @pytest.mark.parametrize("redis", ["refusing", "silent"])
@@ -288,8 +266,10 @@ async def test_an_unreachable_redis_answers_503_not_unlimited(
     settings: Settings, migrated: str, make_tenant: Any, caplog: pytest.LogCaptureFixture, redis: str
 ) -> None:
     tenant: Tenant = await make_tenant()
-    with contextlib.ExitStack() as stack:
-        port = 1 if redis == "refusing" else stack.enter_context(silent_server())
+    silent = HoldingProxy()  # holding from the start: Redis's answers never come, not even to HELLO
+    silent.hold()
+    async with contextlib.AsyncExitStack() as stack:
+        port = 1 if redis == "refusing" else await stack.enter_async_context(silent.running())
         unreachable = settings.model_copy(update={"rate_limit_storage": f"redis://127.0.0.1:{port}/0"})
         app = create_app(unreachable, run_workers=False)
         async with (

@@ -132,7 +132,7 @@ for i, key in ipairs(KEYS) do
 end
 return answers
 """
-REDIS_TIMEOUT = 1.0  # seconds, to connect and for each answer
+REDIS_TIMEOUT = 1.0  # seconds: the deadline of one request's round trip, connecting included
 _KEY_PREFIX = "LIMITS"  # `limits`' own, so processes of an older release count in the same windows
 
 
