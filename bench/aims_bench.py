@@ -61,7 +61,7 @@ from bench.engine_bench import (  # noqa: E402
 from bench.loadgen import Client, LoadResult, RequestFactory, install_uvloop, percentile, run_load  # noqa: E402
 
 CLI = str(PYTHON.with_name("onderwijsregio"))
-PG_DATABASE = "oreg_aims"
+DEFAULT_PG_DATABASE = "oreg_aims"
 CANDIDATES = f"{API}/candidates"
 MB = 1_000_000  # the aims speak of MB
 JSON_HEADERS = {"content-type": "application/json"}
@@ -142,8 +142,10 @@ class Options:
     soak: int
     warmup: int
     pg_port: int
+    pg_database: str
     api_processes: int
     rate_limit_storage: str
+    floor: bool
     json_path: Path | None
     keep_temp: bool
 
@@ -197,6 +199,43 @@ def read_factory(ids: list[str]) -> RequestFactory:
     return make
 
 
+async def answering(child: Child, port: int, path: str, within: float = 60) -> None:
+    """Waits until the child answers `GET path` with 200."""
+    deadline = time.perf_counter() + within
+    client = Client(HOST, port)
+    try:
+        while time.perf_counter() < deadline:
+            if child.process.poll() is not None:
+                raise BenchError(f"{child.name} exited during start-up:\n{child.log_tail()}")
+            try:
+                status, _ = await client.request("GET", path, answer_seconds=5)
+                if status == 200:
+                    return
+            except (OSError, asyncio.IncompleteReadError, TimeoutError):
+                await asyncio.sleep(0.02)
+    finally:
+        await client.close()
+    raise BenchError(f"{child.name} did not answer {path}:\n{child.log_tail()}")
+
+
+def hello_factory(_number: int) -> tuple[str, str, None, bytes]:
+    return "GET", "/hello", None, b""
+
+
+def floor_read_factory(ids: list[str]) -> RequestFactory:
+    def make(_number: int) -> tuple[str, str, None, bytes]:
+        return "GET", f"/candidates/{random.choice(ids)}", None, b""
+
+    return make
+
+
+def floor_accept_factory(tag: str) -> RequestFactory:
+    def make(number: int) -> tuple[str, str, None, bytes]:
+        return "POST", "/records", None, orjson.dumps(candidate(tag, number))
+
+    return make
+
+
 # ---------------------------------------------------------------------------------------------
 # the benchmark
 
@@ -210,7 +249,7 @@ class Aims:
         if self.kind == "sqlite":
             self.url = f"sqlite+aiosqlite:///{self.sqlite_path}"
         else:
-            self.url = f"postgresql+asyncpg://postgres@{HOST}:{options.pg_port}/{PG_DATABASE}"
+            self.url = f"postgresql+asyncpg://postgres@{HOST}:{options.pg_port}/{options.pg_database}"
         children.env = self._environment()
         self.runs: list[Run] = []
         self.soak_result: SoakResult | None = None
@@ -237,7 +276,7 @@ class Aims:
 
     async def set_up(self) -> None:
         if self.kind == "postgresql":
-            await recreate_pg_database(self.options.pg_port, PG_DATABASE)
+            await recreate_pg_database(self.options.pg_port, self.options.pg_database)
         self.children.run("cli-migrate", [CLI, "migrate"])
         lines = self.children.run("cli-create-region", [CLI, "admin", "create-region", "--name", "bench"])
         words = lines.split()
@@ -254,9 +293,12 @@ class Aims:
             self.probe = Probe("sqlite", sqlite=connection)
             table = "id INTEGER PRIMARY KEY AUTOINCREMENT, payload TEXT NOT NULL, created_at TEXT NOT NULL"
         else:
-            self.probe = Probe("postgresql", pg=await pg_connect(self.options.pg_port, PG_DATABASE))
+            self.probe = Probe("postgresql", pg=await self.connect_pg())
             table = "id BIGSERIAL PRIMARY KEY, payload TEXT NOT NULL, created_at TIMESTAMPTZ NOT NULL"
         await self.require_probe().execute(f"CREATE TABLE IF NOT EXISTS bench_raw_inserts ({table})")
+
+    async def connect_pg(self) -> Any:
+        return await pg_connect(self.options.pg_port, self.options.pg_database)
 
     def require_probe(self) -> Probe:
         if self.probe is None:
@@ -268,7 +310,7 @@ class Aims:
         if self.kind == "sqlite":
             return f"SQLite {await probe.value('SELECT sqlite_version()')} (file in a temp dir)"
         version = await probe.value("SHOW server_version")
-        return f"PostgreSQL {version} at {HOST}:{self.options.pg_port}, database {PG_DATABASE}"
+        return f"PostgreSQL {version} at {HOST}:{self.options.pg_port}, database {self.options.pg_database}"
 
     async def start_server(self, worker: bool) -> tuple[Child, int, float]:
         """`onderwijsregio serve` on a free port; (child, port, seconds from spawn to healthy)."""
@@ -276,23 +318,22 @@ class Aims:
         argv = [CLI, "serve", "--host", HOST, "--port", str(port), *([] if worker else ["--no-worker"])]
         if self.options.api_processes > 1:  # only then: older code knows no such option
             argv += ["--processes", str(self.options.api_processes)]
-        name = "serve" if worker else "serve-no-worker"
         spawned = time.perf_counter()
-        child = self.children.start(name, argv)
-        client = Client(HOST, port)
-        try:
-            while time.perf_counter() < spawned + 60:
-                if child.process.poll() is not None:
-                    raise BenchError(f"{name} exited during start-up:\n{child.log_tail()}")
-                try:
-                    status, _ = await client.request("GET", "/health", answer_seconds=5)
-                    if status == 200:
-                        return child, port, time.perf_counter() - spawned
-                except (OSError, asyncio.IncompleteReadError, TimeoutError):
-                    await asyncio.sleep(0.02)
-        finally:
-            await client.close()
-        raise BenchError(f"{name} did not become healthy:\n{child.log_tail()}")
+        child = self.children.start("serve" if worker else "serve-no-worker", argv)
+        await answering(child, port, "/health")
+        return child, port, time.perf_counter() - spawned
+
+    async def start_floor(self) -> tuple[Child, int]:
+        """bench/floor_app.py on a free port: FastAPI alone, asyncpg on PostgreSQL."""
+        port = free_port()
+        code = f"import bench.floor_app as f; f.serve({port}, processes={self.options.api_processes})"
+        env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        if self.kind == "postgresql":
+            env["BENCH_FLOOR_DSN"] = self.url.replace("+asyncpg", "")
+        child = self.children.start("floor", [str(PYTHON), "-c", code], env)
+        await answering(child, port, "/hello")
+        await self.load(port, hello_factory, self.options.warmup)  # as ours is warmed up first
+        return child, port
 
     async def raise_limits(self, port: int) -> None:
         client = Client(HOST, port, {"x-api-key": self.admin_key, **JSON_HEADERS})
@@ -334,15 +375,25 @@ class Aims:
         if status == 202:
             self.candidate_ids.extend(orjson.loads(body)["data"]["resourceIds"])
 
+    async def timed_load(
+        self,
+        server: Child,
+        port: int,
+        factory: RequestFactory,
+        requests: int,
+        on_answer: Callable[[int, int, bytes], None] | None = None,
+    ) -> tuple[LoadResult, float]:
+        """A closed-loop load; (load result, CPU ms the server's process tree spent per request)."""
+        cpu = tree_cpu_seconds(server.process.pid)
+        result = await self.load(port, factory, requests, on_answer)
+        return result, (tree_cpu_seconds(server.process.pid) - cpu) / max(1, result.requests) * 1000
+
     async def accept(
         self, server: Child, port: int, tag: str, items: int, requests: int
     ) -> tuple[LoadResult, float]:
         """POST /candidates closed loop; (load result, server CPU ms per request)."""
-        cpu = tree_cpu_seconds(server.process.pid)
-        result = await self.load(
-            port, candidates_factory(f"{self.salt}-{tag}", items), requests, self.collect_ids
-        )
-        cpu_ms = (tree_cpu_seconds(server.process.pid) - cpu) / max(1, result.requests) * 1000
+        factory = candidates_factory(f"{self.salt}-{tag}", items)
+        result, cpu_ms = await self.timed_load(server, port, factory, requests, self.collect_ids)
         if result.statuses.get(202, 0) != requests:
             raise BenchError(f"{tag}: not every POST answered 202: {result.describe()}")
         return result, cpu_ms
@@ -395,9 +446,7 @@ class Aims:
                 return n / (time.perf_counter() - started)
             finally:
                 await connection.close()
-        connections = [
-            await pg_connect(self.options.pg_port, PG_DATABASE) for _ in range(self.options.concurrency)
-        ]
+        connections = [await self.connect_pg() for _ in range(self.options.concurrency)]
         numbers = iter(range(n))
 
         async def task(connection: Any) -> None:
@@ -457,6 +506,7 @@ class Aims:
             await self.accept(server, port, "warm", 1, opts.warmup)
             await self.drain("warmup")
             say(f"warm-up: {opts.warmup} accepts, applied")
+        floor = await self.start_floor() if opts.floor else None
         for number in range(1, opts.runs + 1):
             run = self.runs[number - 1]
             with RssWatch(server.process.pid) as rss:
@@ -483,9 +533,7 @@ class Aims:
             read = read_factory(list(self.candidate_ids))
 
             with rss:
-                cpu = tree_cpu_seconds(server.process.pid)
-                reads = await self.load(port, read, opts.reads)
-                cpu_ms = (tree_cpu_seconds(server.process.pid) - cpu) / max(1, reads.requests) * 1000
+                reads, cpu_ms = await self.timed_load(server, port, read, opts.reads)
             if reads.statuses.get(200, 0) != reads.requests:
                 raise BenchError(f"reads not all 200: {reads.describe()}")
             run.values |= {
@@ -501,6 +549,8 @@ class Aims:
                 f"server CPU {cpu_ms:.1f} ms/req"
             )
             say(f"  API process tree RSS, peak during accept and reads: {rss.peak:.1f} MB")
+            if floor is not None:
+                await self.floor_loads(run, *floor)
             accept10, _ = await self.accept(server, port, f"t{number}", 10, opts.apply_mutations)
             rate10, span10, failed10 = await self.drain(f"r{number}-10")
             run.values |= {"apply10_rate": rate10, "apply10_span_rate": opts.apply_mutations * 10 / span10}
@@ -519,6 +569,30 @@ class Aims:
             finally:
                 self.children.stop(worker)
         self.children.stop(server)
+        if floor is not None:
+            self.children.stop(floor[0])
+
+    async def floor_loads(self, run: Run, floor: Child, port: int) -> None:
+        """The same loads on bench/floor_app.py: what FastAPI alone does on this machine, this run."""
+        opts, values = self.options, run.values
+        loads: list[tuple[str, RequestFactory, int, int]] = [("hello", hello_factory, opts.reads, 200)]
+        if self.kind == "postgresql":
+            loads += [
+                ("read", floor_read_factory(list(self.candidate_ids)), opts.reads, 200),
+                ("accept", floor_accept_factory(f"{self.salt}-f{len(values)}"), opts.accepts, 202),
+            ]
+        for name, factory, requests, expected in loads:
+            result, cpu_ms = await self.timed_load(floor, port, factory, requests)
+            if result.statuses.get(expected, 0) != requests:
+                raise BenchError(f"floor {name}: not every answer was {expected}: {result.describe()}")
+            values |= {
+                f"floor_{name}_rate": result.rate,
+                f"floor_{name}_p99": result.p(0.99),
+                f"floor_{name}_cpu_ms": cpu_ms,
+            }
+            say(f"  floor (FastAPI alone) {name}: {result.describe()}; server CPU {cpu_ms:.2f} ms/req")
+        if self.kind == "postgresql":
+            values["floor_accept_vs_raw"] = values["floor_accept_rate"] / values["raw_insert_rate"] * 100
 
     async def phase_server(self) -> None:
         """A fresh `serve` (API + in-process worker) per run: first /schema, idle end-to-end, bulk import."""
@@ -746,6 +820,15 @@ def summary(aims: Aims, described: str, seconds: float) -> tuple[str, dict[str, 
         Row("  p50", "read_p50", "ms", ".1f", detail=True),
         Row("  rate", "read_rate", "200/s", ".0f", detail=True),
         Row("  server CPU per read", "read_server_cpu_ms", "ms", ".2f", detail=True),
+        Row("floor: FastAPI hello world GET p99, same load", "floor_hello_p99", "ms", ".1f", "<= 20"),
+        Row("  rate", "floor_hello_rate", "200/s", ".0f", detail=True),
+        Row("  server CPU per request", "floor_hello_cpu_ms", "ms", ".2f", detail=True),
+        Row("floor: naive read (asyncpg, 1 query) p99", "floor_read_p99", "ms", ".1f", "<= 20"),
+        Row("  rate", "floor_read_rate", "200/s", ".0f", detail=True),
+        Row("  server CPU per read", "floor_read_cpu_ms", "ms", ".2f", detail=True),
+        Row("floor: naive accept / raw INSERT rate", "floor_accept_vs_raw", "%", ".1f", ">= 50"),
+        Row("  rate (Pydantic, INSERT+COMMIT)", "floor_accept_rate", "202/s", ".0f", detail=True),
+        Row("  server CPU per accept", "floor_accept_cpu_ms", "ms", ".2f", detail=True),
         Row("first GET /schema after start", "schema_first_ms", "ms", ".1f", "<= 50"),
         Row("  second call", "schema_second_ms", "ms", ".1f", detail=True),
         Row("API process tree RSS, peak (accept + reads)", "api_rss_peak", "MB", ".1f", "<= 150"),
@@ -840,12 +923,23 @@ def parse(argv: list[str] | None) -> Options:
     parser.add_argument("--warmup", type=int, default=200, help="1-candidate accepts (then applied) first")
     parser.add_argument("--pg-port", type=int, default=5432, help="PostgreSQL on 127.0.0.1 (user postgres)")
     parser.add_argument(
+        "--pg-database",
+        default=DEFAULT_PG_DATABASE,
+        help="the database the benchmark drops, recreates and leaves in place for inspection",
+    )
+    parser.add_argument(
         "--api-processes", type=int, default=1, help="serve --processes N (RSS and CPU: the whole tree)"
     )
     parser.add_argument(
         "--rate-limit-storage",
         default="memory://",
         help="the servers' rate-limit storage; redis://127.0.0.1:6379/0 as in production",
+    )
+    parser.add_argument(
+        "--no-floor",
+        dest="floor",
+        action="store_false",
+        help="skip the same loads on bench/floor_app.py (FastAPI alone, no project code)",
     )
     parser.add_argument("--json", dest="json_path", type=Path, help="also write the figures here")
     parser.add_argument("--keep-temp", action="store_true", help="keep the temp dir (logs, SQLite file)")
