@@ -222,9 +222,9 @@ def hello_factory(_number: int) -> tuple[str, str, None, bytes]:
     return "GET", "/hello", None, b""
 
 
-def floor_read_factory(ids: list[str]) -> RequestFactory:
+def floor_read_factory(prefix: str, ids: list[str]) -> RequestFactory:
     def make(_number: int) -> tuple[str, str, None, bytes]:
-        return "GET", f"/candidates/{random.choice(ids)}", None, b""
+        return "GET", f"{prefix}/candidates/{random.choice(ids)}", None, b""
 
     return make
 
@@ -578,7 +578,8 @@ class Aims:
         loads: list[tuple[str, RequestFactory, int, int]] = [("hello", hello_factory, opts.reads, 200)]
         if self.kind == "postgresql":
             loads += [
-                ("read", floor_read_factory(list(self.candidate_ids)), opts.reads, 200),
+                ("read", floor_read_factory("", list(self.candidate_ids)), opts.reads, 200),
+                ("keyed_read", floor_read_factory("/keyed", list(self.candidate_ids)), opts.reads, 200),
                 ("accept", floor_accept_factory(f"{self.salt}-f{len(values)}"), opts.accepts, 202),
             ]
         for name, factory, requests, expected in loads:
@@ -826,6 +827,9 @@ def summary(aims: Aims, described: str, seconds: float) -> tuple[str, dict[str, 
         Row("floor: naive read (asyncpg, 1 query) p99", "floor_read_p99", "ms", ".1f", "<= 20"),
         Row("  rate", "floor_read_rate", "200/s", ".0f", detail=True),
         Row("  server CPU per read", "floor_read_cpu_ms", "ms", ".2f", detail=True),
+        Row("floor: keyed read (key look-up, scoped read) p99", "floor_keyed_read_p99", "ms", ".1f", "<= 20"),
+        Row("  rate", "floor_keyed_read_rate", "200/s", ".0f", detail=True),
+        Row("  server CPU per read", "floor_keyed_read_cpu_ms", "ms", ".2f", detail=True),
         Row("floor: naive accept / raw INSERT rate", "floor_accept_vs_raw", "%", ".1f", ">= 50"),
         Row("  rate (Pydantic, INSERT+COMMIT)", "floor_accept_rate", "202/s", ".0f", detail=True),
         Row("  server CPU per accept", "floor_accept_cpu_ms", "ms", ".2f", detail=True),
