@@ -550,7 +550,7 @@ class Aims:
             )
             say(f"  API process tree RSS, peak during accept and reads: {rss.peak:.1f} MB")
             if floor is not None:
-                await self.floor_loads(run, *floor)
+                await self.floor_loads(run, number, *floor)
             accept10, _ = await self.accept(server, port, f"t{number}", 10, opts.apply_mutations)
             rate10, span10, failed10 = await self.drain(f"r{number}-10")
             run.values |= {"apply10_rate": rate10, "apply10_span_rate": opts.apply_mutations * 10 / span10}
@@ -572,7 +572,7 @@ class Aims:
         if floor is not None:
             self.children.stop(floor[0])
 
-    async def floor_loads(self, run: Run, floor: Child, port: int) -> None:
+    async def floor_loads(self, run: Run, number: int, floor: Child, port: int) -> None:
         """The same loads on bench/floor_app.py: what FastAPI alone does on this machine, this run."""
         opts, values = self.options, run.values
         loads: list[tuple[str, RequestFactory, int, int]] = [("hello", hello_factory, opts.reads, 200)]
@@ -580,7 +580,7 @@ class Aims:
             loads += [
                 ("read", floor_read_factory("", list(self.candidate_ids)), opts.reads, 200),
                 ("keyed_read", floor_read_factory("/keyed", list(self.candidate_ids)), opts.reads, 200),
-                ("accept", floor_accept_factory(f"{self.salt}-f{len(values)}"), opts.accepts, 202),
+                ("accept", floor_accept_factory(f"{self.salt}-f{number}"), opts.accepts, 202),
             ]
         for name, factory, requests, expected in loads:
             result, cpu_ms = await self.timed_load(floor, port, factory, requests)
