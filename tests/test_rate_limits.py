@@ -191,6 +191,39 @@ async def test_redis_loads_the_script_again_after_a_flush() -> None:
         await limiter.aclose()
 
 
+async def test_a_flushed_script_cache_fails_no_request_in_flight() -> None:
+    """Requests in flight on the shared connection when Redis forgets its scripts (SCRIPT FLUSH, a
+    restart behind a proxy, a fail-over) are all still counted and answered. A NOSCRIPT reply used to
+    make the client drop its one connection, and with it every other request on it: a burst of 503s
+    (a soak of 400,000 mutations met one when another test run flushed the shared Redis)."""
+    limiter, flusher = RateLimiter(REDIS_URL), coredis.Redis.from_url(REDIS_URL)
+    tag, stop = secrets.token_hex(6), time.monotonic() + 2.0
+    answered = refused = 0
+
+    async def keep_hitting(number: int) -> None:
+        nonlocal answered, refused
+        buckets = [Bucket(f"key:{tag}-{number}", 100_000, 100_000), Bucket(f"region:{tag}", 100_000, 100_000)]
+        while time.monotonic() < stop:
+            try:
+                await limiter.hit(buckets)
+                answered += 1
+            except ServiceUnavailable:
+                refused += 1
+
+    async def keep_flushing() -> None:
+        while time.monotonic() < stop:
+            await asyncio.sleep(0.1)
+            await flusher.script_flush()
+
+    try:
+        await asyncio.gather(keep_flushing(), *(keep_hitting(n) for n in range(32)))
+    finally:
+        flusher.connection_pool.disconnect()
+        await limiter.aclose()
+    assert answered > 1000, "too few requests were in flight to meet a flush"
+    assert refused == 0, f"{refused} of {answered + refused} requests failed when the scripts were flushed"
+
+
 class HoldingProxy:
     """A relay on 127.0.0.1 to the test Redis that can hold Redis's answers back, as a partition
     would, and later let them through (late, to a client that gave up on them)."""

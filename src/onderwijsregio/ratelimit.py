@@ -148,17 +148,19 @@ class RedisWindows:
             stream_timeout=REDIS_TIMEOUT,
             retry_policy=NoRetryPolicy(),
         )
-        self._script = self._client.register_script(_HIT_SCRIPT)
 
     async def hit(self, items: list[tuple[RateLimitItemPerSecond, str]]) -> list[Window]:
         keys = tuple(f"{_KEY_PREFIX}:{item.key_for(name)}" for item, name in items)
         limits = (number for item, _ in items for number in (item.amount, item.get_expiry()))
         try:
-            # One deadline over the connect, the script and its reload after a Redis restart: without
-            # it, one that stopped answering (a partition drops packets, it refuses nothing) would
-            # hold every request for as long as the client waits.
+            # One deadline over the connect and the script: without it, a Redis that stopped
+            # answering (a partition drops packets, it refuses nothing) would hold every request for
+            # as long as the client waits.
             async with asyncio.timeout(REDIS_TIMEOUT):
-                answers = await self._script(keys=keys, args=(time.time(), *limits))
+                # EVAL, not EVALSHA: Redis caches the compiled script by its SHA either way, but a
+                # NOSCRIPT reply (after SCRIPT FLUSH, a restart behind a proxy, a fail-over) makes
+                # coredis drop the one connection that every request in flight shares: a burst of 503s.
+                answers = await self._client.eval(_HIT_SCRIPT, keys=keys, args=(time.time(), *limits))
         except (coredis.exceptions.RedisError, TimeoutError, OSError) as error:
             # Not counted means not admitted: a request is never let through unlimited.
             log.warning("rate limits unavailable: %s", _described(error))
