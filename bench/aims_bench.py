@@ -329,7 +329,7 @@ class Aims:
         code = f"import bench.floor_app as f; f.serve({port}, processes={self.options.api_processes})"
         env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         if self.kind == "postgresql":
-            env["BENCH_FLOOR_DSN"] = self.url.replace("+asyncpg", "")
+            env |= {"BENCH_FLOOR_DSN": self.url.replace("+asyncpg", ""), "BENCH_FLOOR_REGION": self.region_id}
         child = self.children.start("floor", [str(PYTHON), "-c", code], env)
         await answering(child, port, "/hello")
         await self.load(port, hello_factory, self.options.warmup)  # as ours is warmed up first

@@ -6,15 +6,15 @@ the same run. Nothing of the project is imported: no authentication, no rate lim
 envelope, no Mutation Engine. Three routes:
 
 - `GET /hello`: a constant JSON body (FastAPI's hello world).
-- `GET /candidates/{id}`: one candidate row by id, one asyncpg query, returned as JSON
-  (the naive read).
+- `GET /candidates/{id}`: one candidate row by its primary key (the benchmark's region, from
+  BENCH_FLOOR_REGION), one asyncpg query, returned as JSON (the naive read).
 - `GET /keyed/candidates/{id}`: what the contract asks of every read at the least: the key looked up
   by its SHA-256 on every request (a revoked key fails on the next one, §3.6), then the row read
   within the key's region; one pooled connection, two queries (the keyed read).
 - `POST /records`: a Pydantic model, one INSERT and COMMIT with asyncpg (the naive accept, as
   ARCHITECTURE.md describes it), into the benchmark's `bench_raw_inserts` table.
 
-    BENCH_FLOOR_DSN=postgresql://postgres@127.0.0.1:5432/oreg_aims \
+    BENCH_FLOOR_DSN=postgresql://postgres@127.0.0.1:5432/oreg_aims BENCH_FLOOR_REGION=reg_... \
         python -c "import bench.floor_app as f; f.serve(8001, processes=1)"
 
 Without BENCH_FLOOR_DSN only `/hello` answers (the SQLite benchmark has no asyncpg to offer).
@@ -35,12 +35,12 @@ from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel, Field
 
 POOL_SIZE = 10  # the project's default pool size (ONDERWIJSREGIO_DB_POOL_SIZE)
-READ = "SELECT id, properties, phase, created_at, updated_at FROM candidates WHERE id = $1"
-KEY = "SELECT region_id, revoked_at FROM api_keys WHERE secret_hash = $1"
-SCOPED_READ = (
+# by the primary key (region_id, sandbox, id): a look-up by id alone would scan the table
+READ = (
     "SELECT id, properties, phase, created_at, updated_at FROM candidates"
     " WHERE region_id = $1 AND sandbox = false AND id = $2"
 )
+KEY = "SELECT region_id, revoked_at FROM api_keys WHERE secret_hash = $1"
 INSERT = "INSERT INTO bench_raw_inserts (payload, created_at) VALUES ($1, now())"
 
 
@@ -75,7 +75,7 @@ async def hello() -> dict[str, Any]:
 
 @app.get("/candidates/{candidate_id}")
 async def read_candidate(candidate_id: str) -> dict[str, Any]:
-    row = await pools["db"].fetchrow(READ, candidate_id)
+    row = await pools["db"].fetchrow(READ, os.environ["BENCH_FLOOR_REGION"], candidate_id)
     if row is None:
         raise HTTPException(404)
     return {"data": dict(row)}
@@ -87,7 +87,7 @@ async def read_candidate_keyed(candidate_id: str, x_api_key: Annotated[str, Head
         key = await connection.fetchrow(KEY, hashlib.sha256(x_api_key.encode()).hexdigest())
         if key is None or key["revoked_at"] is not None:
             raise HTTPException(401)
-        row = await connection.fetchrow(SCOPED_READ, key["region_id"], candidate_id)
+        row = await connection.fetchrow(READ, key["region_id"], candidate_id)
     if row is None:
         raise HTTPException(404)
     return {"data": dict(row)}
