@@ -506,7 +506,6 @@ class Aims:
             await self.accept(server, port, "warm", 1, opts.warmup)
             await self.drain("warmup")
             say(f"warm-up: {opts.warmup} accepts, applied")
-        floor = await self.start_floor() if opts.floor else None
         for number in range(1, opts.runs + 1):
             run = self.runs[number - 1]
             with RssWatch(server.process.pid) as rss:
@@ -549,8 +548,8 @@ class Aims:
                 f"server CPU {cpu_ms:.1f} ms/req"
             )
             say(f"  API process tree RSS, peak during accept and reads: {rss.peak:.1f} MB")
-            if floor is not None:
-                await self.floor_loads(run, number, *floor)
+            if opts.floor:
+                await self.floor_loads(run, number)
             accept10, _ = await self.accept(server, port, f"t{number}", 10, opts.apply_mutations)
             rate10, span10, failed10 = await self.drain(f"r{number}-10")
             run.values |= {"apply10_rate": rate10, "apply10_span_rate": opts.apply_mutations * 10 / span10}
@@ -569,12 +568,13 @@ class Aims:
             finally:
                 self.children.stop(worker)
         self.children.stop(server)
-        if floor is not None:
-            self.children.stop(floor[0])
 
-    async def floor_loads(self, run: Run, number: int, floor: Child, port: int) -> None:
-        """The same loads on bench/floor_app.py: what FastAPI alone does on this machine, this run."""
+    async def floor_loads(self, run: Run, number: int) -> None:
+        """The same loads on bench/floor_app.py: what FastAPI alone does on this machine, this run.
+        A fresh process each run: PostgreSQL keeps a connection's generic plan, and one made while
+        the table was small (this server's autovacuum may be off, so nothing re-plans) can be a scan."""
         opts, values = self.options, run.values
+        floor, port = await self.start_floor()
         loads: list[tuple[str, RequestFactory, int, int]] = [("hello", hello_factory, opts.reads, 200)]
         if self.kind == "postgresql":
             loads += [
@@ -592,6 +592,7 @@ class Aims:
                 f"floor_{name}_cpu_ms": cpu_ms,
             }
             say(f"  floor (FastAPI alone) {name}: {result.describe()}; server CPU {cpu_ms:.2f} ms/req")
+        self.children.stop(floor)
         if self.kind == "postgresql":
             values["floor_accept_vs_raw"] = values["floor_accept_rate"] / values["raw_insert_rate"] * 100
 
