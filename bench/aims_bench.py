@@ -779,6 +779,15 @@ def verdict(value: float, aim: str) -> str:
     return "PASS" if ok else "MISS"
 
 
+def floor_get_rows(title: str, name: str) -> list[Row]:
+    """A GET of the floor app: its p99 beside the read aim, its rate and its CPU per request."""
+    return [
+        Row(f"floor: {title} p99", f"floor_{name}_p99", "ms", ".1f", "<= 20"),
+        Row("  rate", f"floor_{name}_rate", "200/s", ".0f", detail=True),
+        Row("  server CPU per request", f"floor_{name}_cpu_ms", "ms", ".2f", detail=True),
+    ]
+
+
 def summary(aims: Aims, described: str, seconds: float) -> tuple[str, dict[str, Any]]:
     opts = aims.options
     c = opts.concurrency
@@ -822,15 +831,9 @@ def summary(aims: Aims, described: str, seconds: float) -> tuple[str, dict[str, 
         Row("  p50", "read_p50", "ms", ".1f", detail=True),
         Row("  rate", "read_rate", "200/s", ".0f", detail=True),
         Row("  server CPU per read", "read_server_cpu_ms", "ms", ".2f", detail=True),
-        Row("floor: FastAPI hello world GET p99, same load", "floor_hello_p99", "ms", ".1f", "<= 20"),
-        Row("  rate", "floor_hello_rate", "200/s", ".0f", detail=True),
-        Row("  server CPU per request", "floor_hello_cpu_ms", "ms", ".2f", detail=True),
-        Row("floor: naive read (asyncpg, 1 query) p99", "floor_read_p99", "ms", ".1f", "<= 20"),
-        Row("  rate", "floor_read_rate", "200/s", ".0f", detail=True),
-        Row("  server CPU per read", "floor_read_cpu_ms", "ms", ".2f", detail=True),
-        Row("floor: keyed read (key look-up, scoped read) p99", "floor_keyed_read_p99", "ms", ".1f", "<= 20"),
-        Row("  rate", "floor_keyed_read_rate", "200/s", ".0f", detail=True),
-        Row("  server CPU per read", "floor_keyed_read_cpu_ms", "ms", ".2f", detail=True),
+        *floor_get_rows("FastAPI hello world GET", "hello"),
+        *floor_get_rows("naive read (asyncpg, 1 query)", "read"),
+        *floor_get_rows("keyed read (key look-up, scoped read)", "keyed_read"),
         Row("floor: naive accept / raw INSERT rate", "floor_accept_vs_raw", "%", ".1f", ">= 50"),
         Row("  rate (Pydantic, INSERT+COMMIT)", "floor_accept_rate", "202/s", ".0f", detail=True),
         Row("  server CPU per accept", "floor_accept_cpu_ms", "ms", ".2f", detail=True),
