@@ -332,7 +332,6 @@ class Aims:
             env |= {"BENCH_FLOOR_DSN": self.url.replace("+asyncpg", ""), "BENCH_FLOOR_REGION": self.region_id}
         child = self.children.start("floor", [str(PYTHON), "-c", code], env)
         await answering(child, port, "/hello")
-        await self.load(port, hello_factory, self.options.warmup)  # as ours is warmed up first
         return child, port
 
     async def raise_limits(self, port: int) -> None:
@@ -583,6 +582,7 @@ class Aims:
                 ("accept", floor_accept_factory(f"{self.salt}-f{number}"), opts.accepts, 202),
             ]
         for name, factory, requests, expected in loads:
+            await self.load(port, factory, min(requests, opts.warmup))  # every pooled connection used once
             result, cpu_ms = await self.timed_load(floor, port, factory, requests)
             if result.statuses.get(expected, 0) != requests:
                 raise BenchError(f"floor {name}: not every answer was {expected}: {result.describe()}")
@@ -933,7 +933,8 @@ def parse(argv: list[str] | None) -> Options:
     parser.add_argument(
         "--pg-database",
         default=DEFAULT_PG_DATABASE,
-        help="the database the benchmark drops, recreates and leaves in place for inspection",
+        help=f"the database the benchmark drops, recreates and leaves in place (its name starts with "
+        f"{DEFAULT_PG_DATABASE})",
     )
     parser.add_argument(
         "--api-processes", type=int, default=1, help="serve --processes N (RSS and CPU: the whole tree)"
@@ -954,6 +955,8 @@ def parse(argv: list[str] | None) -> Options:
     options = Options(**vars(parser.parse_args(argv)))
     if options.runs < 1 or options.import_size < 10:
         parser.error("--runs must be at least 1 and --import-size at least 10")
+    if not options.pg_database.startswith(DEFAULT_PG_DATABASE):  # it is dropped: never `test`
+        parser.error(f"--pg-database must start with {DEFAULT_PG_DATABASE}")
     return options
 
 
